@@ -1,0 +1,36 @@
+# The README's two commands: `make demo` (the main job) and `make test` (every test).
+# Both install what they need first through `make setup`, which is safe to rerun.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# onnxruntime and the ALSA pulse plugin write under HOME: keep tests out of the real one.
+SCRATCH := $(CURDIR)/.scratch
+TEST_ENV := HOME=$(SCRATCH)/home XDG_CACHE_HOME=$(SCRATCH)/cache XDG_CONFIG_HOME=$(SCRATCH)/config \
+	XDG_DATA_HOME=$(SCRATCH)/data XDG_RUNTIME_DIR=$(SCRATCH)/runtime MPLCONFIGDIR=$(SCRATCH)/mpl
+
+.PHONY: setup demo test lint format bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
+	@$(TEST_ENV) $(PY) scripts/demo_turn.py --out out/demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint
+	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(TEST_ENV) $(PY) benchmarks/bench_analysis.py
+
+clean:
+	rm -rf $(SCRATCH) out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,556 @@
+"""Turn one capture into a latency measurement a listener would agree with.
+
+Input: a capture with a ref channel (what the mouth played, looped back) and an ear channel
+(what a mic at the DUT's speaker heard) on one sample clock; the stimulus that was played and
+where its speech ends; optionally the DUT's own reply audio and a barge-in clip.
+
+Steps (docs/measurement.md explains each and why):
+ 1. locate the stimulus in ref -> where the labelled speech end landed in capture time;
+ 2. if the ear hears the mouth, estimate the ear's clock drift from that leakage and undo it,
+    then subtract the leakage (fitted FIR on ref);
+ 3. find the reply: blind (activity detection) or, given the DUT's own audio, by
+    cross-correlation (sample-exact, drift-corrected);
+ 4. with a barge-in clip: its onset at the mouth, when the interrupted reply went quiet, and
+    how much audio still played after that;
+ 5. a number with its confidence, or a discard reason. A confident wrong number is the worst
+    outcome, so every doubt becomes a discard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.signal as ss
+
+from harness.errors import InputError
+from harness.signal.activity import Segment, detect_activity, frame_power, speech_band
+from harness.signal.correlate import locate, refine_lag
+from harness.signal.drift import correct_drift, fit_drift
+from harness.signal.leakage import LeakageFit, remove_leakage
+
+# Discard reasons (the `discard` field); each message starts with one of these words.
+NO_REPLY = "no_reply"
+EARLY_REPLY = "reply_before_speech_end"
+LOW_CONFIDENCE = "low_confidence"
+CLIPPED = "clipped"
+TOO_NOISY = "too_noisy"
+TOO_QUIET = "too_quiet"
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Knobs of the analysis; the defaults are what `tympan analyze` uses.
+
+    min_gap_s: silences shorter than this inside a reply do not split it into segments.
+    stop_silence_s: after a barge-in, the interrupted reply has stopped once the ear stays
+        quiet this long.
+    min_response_s: no agent answers a barge-in sooner than this after the user stopped;
+        audio before then is residual from the interrupted reply.
+    early_reply_s: sound at the ear that starts before the user's speech ended and lasts
+        this long past it is the agent talking over the user (discard), not leakage.
+    min_snr_db: replies less than this far above the noise floor are discarded (too noisy).
+    min_confidence: below this, discard rather than answer.
+    too_quiet_dbfs: a reply whose active level is below this is discarded (too quiet).
+    leakage_response_s: length of the fitted mouth->ear response.
+    max_drift_ppm: clock drift estimates beyond this are taken for a failed fit, not a clock.
+    """
+
+    min_gap_s: float = 0.15
+    stop_silence_s: float = 0.3
+    min_response_s: float = 0.2
+    early_reply_s: float = 0.15
+    min_snr_db: float = 8.0
+    min_confidence: float = 0.3
+    too_quiet_dbfs: float = -85.0
+    max_drift_ppm: float = 1000.0
+    leakage_response_s: float = 0.08
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """What one turn measured. Times are seconds in the capture's timeline (ref clock).
+
+    ttfa_ms: labelled end of user speech at the mouth -> first acoustic event of the reply at
+        the ear; None when discarded.
+    confidence: 0..1, how much to trust ttfa_ms (see docs/measurement.md).
+    segments: spoken stretches of the reply [[start_s, end_s], ...]; gaps_ms between them.
+    discard: None, or a reason starting with one of the module's discard words.
+    barge_in_onset_s / stop_latency_ms / residual_ms: present when a barge-in clip was given.
+    """
+
+    ttfa_ms: float | None
+    confidence: float
+    speech_end_s: float | None
+    reply_onset_s: float | None
+    reply_end_s: float | None
+    segments: list[list[float]]
+    gaps_ms: list[float]
+    discard: str | None
+    mode: str = "blind"
+    sample_rate_hz: int = 0
+    stimulus_onset_s: float | None = None
+    stimulus_confidence: float = 0.0
+    snr_db: float | None = None
+    leakage_reduction_db: float = 0.0
+    ear_drift_ppm: float | None = None
+    reply_drift_ppm: float | None = None
+    barge_in_onset_s: float | None = None
+    stop_latency_ms: float | None = None
+    residual_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, *, barge_in: bool | None = None) -> dict:
+        """The JSON object `tympan analyze --json` prints (barge-in keys only with a clip)."""
+        d = asdict(self)
+        if barge_in is False or (barge_in is None and self.barge_in_onset_s is None):
+            for k in ("barge_in_onset_s", "stop_latency_ms", "residual_ms"):
+                d.pop(k)
+        return {k: (_round(v) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def _round(v: float) -> float | None:
+    if not math.isfinite(v):
+        return None
+    return round(v, 6)
+
+
+def _first_sound(x: np.ndarray, rel_db: float = -60.0) -> int:
+    """Index of the first sample within `rel_db` of the peak (the onset of a clean recording)."""
+    a = np.abs(x)
+    peak = float(a.max()) if a.size else 0.0
+    if peak <= 0:
+        return 0
+    idx = np.flatnonzero(a >= peak * 10 ** (rel_db / 20))
+    return int(idx[0]) if idx.size else 0
+
+
+def _clipped(x: np.ndarray, level: float = 0.999, run: int = 3) -> bool:
+    """True when `run` or more consecutive samples sit at full scale."""
+    hot = np.abs(x) >= level
+    if hot.sum() < run:
+        return False
+    # Length of the longest run of hot samples.
+    d = np.diff(np.concatenate(([0], hot.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return bool(np.max(ends - starts) >= run)
+
+
+def _resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    g = math.gcd(int(from_hz), int(to_hz))
+    return ss.resample_poly(x, to_hz // g, from_hz // g)
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x if x.ndim == 1 else x.mean(axis=1)
+
+
+def _discarded(base: dict, reason: str, **extra: object) -> TurnMetrics:
+    base = {**base, **extra}
+    return TurnMetrics(
+        ttfa_ms=None,
+        confidence=0.0,
+        speech_end_s=base.pop("speech_end_s", None),
+        reply_onset_s=base.pop("reply_onset_s", None),
+        reply_end_s=base.pop("reply_end_s", None),
+        segments=base.pop("segments", []),
+        gaps_ms=base.pop("gaps_ms", []),
+        discard=reason,
+        **base,
+    )
+
+
+def analyze_capture(
+    capture: np.ndarray,
+    sample_rate_hz: int,
+    stimulus: np.ndarray,
+    stimulus_rate_hz: int,
+    *,
+    speech_end_s: float | None = None,
+    ref_channel: int = 0,
+    ear_channel: int = 1,
+    reply_reference: np.ndarray | None = None,
+    reply_reference_rate_hz: int | None = None,
+    barge_in: np.ndarray | None = None,
+    barge_in_rate_hz: int | None = None,
+    options: AnalysisOptions | None = None,
+) -> TurnMetrics:
+    """Measure one turn. `capture` is (samples, channels) float in [-1, 1].
+
+    `speech_end_s` is in seconds of the stimulus (its labelled end of speech); None detects
+    it from the stimulus. Other audio at a different rate is resampled (noted in `notes`).
+    Raises InputError for input that cannot be analysed at all (wrong shape, NaN, silence);
+    returns a TurnMetrics with `discard` set when the input is valid but the answer would
+    not be trustworthy.
+    """
+    opt = options or AnalysisOptions()
+    fs = int(sample_rate_hz)
+    notes: list[str] = []
+    capture = np.asarray(capture)
+    if capture.ndim != 2:
+        raise InputError(f"capture must be (samples, channels), got shape {capture.shape}")
+    n_ch = capture.shape[1]
+    for name, ch in (("ref", ref_channel), ("ear", ear_channel)):
+        if not 0 <= ch < n_ch:
+            raise InputError(
+                f"{name} channel {ch} does not exist: the capture has {n_ch} channel(s) "
+                f"(0..{n_ch - 1}); a capture needs a ref and an ear channel"
+            )
+    if ref_channel == ear_channel:
+        raise InputError(f"ref and ear channel are both {ref_channel}; they must differ")
+    if not np.all(np.isfinite(capture)):
+        raise InputError("capture contains NaN or infinite samples")
+    ref = capture[:, ref_channel].astype(np.float64)
+    ear = capture[:, ear_channel].astype(np.float64)
+    if not np.any(ref):
+        raise InputError(
+            f"ref channel {ref_channel} is all zeros: nothing was played or looped back"
+        )
+    if not np.any(ear):
+        raise InputError(f"ear channel {ear_channel} is all zeros: the ear heard nothing at all")
+
+    stim = _mono(stimulus)
+    if not np.all(np.isfinite(stim)) or not np.any(stim):
+        raise InputError("stimulus is silent or contains NaN")
+    if stimulus_rate_hz != fs:
+        stim_dur = len(stim) / stimulus_rate_hz
+        stim = _resample(stim, stimulus_rate_hz, fs)
+        notes.append(f"stimulus resampled from {stimulus_rate_hz} Hz to {fs} Hz")
+    else:
+        stim_dur = len(stim) / fs
+    if speech_end_s is None:
+        act = detect_activity(stim, fs)
+        if not act.segments:
+            raise InputError("no speech found in the stimulus to take its end from")
+        speech_end_s = act.segments[-1].end / fs
+        notes.append(f"speech end detected in the stimulus at {speech_end_s:.4f} s")
+    elif not 0 <= speech_end_s <= stim_dur + 1e-9:
+        raise InputError(
+            f"speech end {speech_end_s:.3f} s is outside the stimulus (0..{stim_dur:.3f} s)"
+        )
+
+    base: dict = {"mode": "blind", "sample_rate_hz": fs, "notes": notes}
+
+    # 1. Where did the stimulus play? (ref channel, normalised correlation)
+    m = locate(ref, stim, fs)
+    base["stimulus_confidence"] = m.confidence
+    if m.confidence < 0.5:
+        return _discarded(
+            base,
+            f"{LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
+            f"(peak {m.peak:.2f}, sidelobe {m.sidelobe:.2f}; need a clear peak)",
+        )
+    stim_lag = refine_lag(ref, stim, m.lag_samples)
+    stim_first = _first_sound(stim)
+    speech_end = stim_lag + speech_end_s * fs
+    base["stimulus_onset_s"] = (stim_lag + stim_first) / fs
+    base["speech_end_s"] = speech_end / fs
+    if _clipped(ref):
+        notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
+
+    # 2. Ear clock drift (from the leakage, when the ear hears the mouth) and leakage removal.
+    fit_lo = int(stim_lag + stim_first)
+    fit_hi = _reply_free_until(ear, int(speech_end), fs)
+    residual, leak = remove_leakage(
+        ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
+    )
+    if leak.leakage_db > -20 and leak.response.size:
+        delay = int(np.argmax(np.abs(leak.response))) - leak.pre_samples
+        drift = fit_drift(ear, ref[fit_lo:fit_hi], fit_lo + delay, fs)
+        if (
+            drift is not None
+            and drift.windows >= 4
+            and 2.0 < abs(drift.drift_ppm) <= opt.max_drift_ppm
+            and drift.residual_samples < 2.0
+        ):
+            base["ear_drift_ppm"] = drift.drift_ppm
+            ear = correct_drift(ear, drift.drift_ppm)
+            notes.append(f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref corrected")
+            residual, leak = remove_leakage(
+                ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
+            )
+        elif drift is not None:
+            base["ear_drift_ppm"] = drift.drift_ppm
+    base["leakage_reduction_db"] = leak.reduction_db
+
+    # 3. The reply: activity in the leakage-free ear.
+    profile = _leakage_floor(residual, leak, fit_lo, fit_hi, fs) if leak.reduction_db > 0 else None
+    # The lead-in before the stimulus holds only noise (the mouth has not played, the DUT
+    # has nothing to answer yet): the best place to learn what the noise looks like.
+    act = detect_activity(
+        residual,
+        fs,
+        min_gap_s=opt.min_gap_s,
+        floor_profile=profile,
+        noise_region=(0, int(stim_lag + stim_first) - int(0.02 * fs)),
+    )
+    y = act.band
+    floor = act.floor
+    early = [
+        s
+        for s in act.segments
+        if s.start < speech_end and s.end > speech_end + opt.early_reply_s * fs
+    ]
+    reply_segs = [s for s in act.segments if s.start >= speech_end]
+    if reply_segs and _clipped(ear[int(reply_segs[0].start) : int(reply_segs[-1].end)]):
+        return _discarded(
+            base, f"{CLIPPED}: the ear channel clips during the reply; lower the gain"
+        )
+    if reply_segs:
+        seg_power = float(
+            np.mean([np.mean(y[int(s.start) : int(s.end)] ** 2) for s in reply_segs[:3]])
+        )
+        snr_db = 10 * math.log10(seg_power / max(floor.power, 1e-20))
+        base["snr_db"] = snr_db
+        level_dbfs = 10 * math.log10(max(seg_power, 1e-20))
+        base.update(
+            segments=[[s.start / fs, s.end / fs] for s in reply_segs],
+            gaps_ms=[(b.start - a.end) / fs * 1000 for a, b in itertools.pairwise(reply_segs)],
+            reply_end_s=reply_segs[-1].end / fs,
+        )
+
+    if reply_reference is not None:
+        # Reply-reference mode: the DUT's own audio, found by correlation, decides. Its
+        # evidence is the correlation peak, which holds up far below the SNR at which an
+        # energy detector gives up, so the blind checks below do not apply.
+        rr = _mono(reply_reference)
+        rr_rate = reply_reference_rate_hz or fs
+        if rr_rate != fs:
+            rr = _resample(rr, rr_rate, fs)
+            notes.append(f"reply reference resampled from {rr_rate} Hz to {fs} Hz")
+        found = _locate_reply(residual, rr, fs, int(speech_end - opt.early_reply_s * fs), base)
+        if isinstance(found, str):
+            return _discarded(base, found)
+        onset, confidence = found
+        base["mode"] = "reply-reference"
+        if onset < speech_end:
+            return _discarded(
+                base,
+                f"{EARLY_REPLY}: the reply reference starts at {onset / fs:.4f} s, before the "
+                f"user's speech ended at {speech_end / fs:.4f} s",
+            )
+        segs = base.setdefault("segments", [])
+        # Blind segments that start before the located onset are not the reply.
+        segs[:] = [sg for sg in segs if sg[1] > onset / fs]
+        if segs:
+            segs[0][0] = onset / fs
+        else:
+            segs.append([onset / fs, (onset + len(rr) - _first_sound(rr)) / fs])
+            base["reply_end_s"] = segs[-1][1]
+    else:
+        if early:
+            s = early[0]
+            return _discarded(
+                base,
+                f"{EARLY_REPLY}: sound at the ear from {s.start / fs:.3f} s, before the user's "
+                f"speech ended at {speech_end / fs:.3f} s, lasting "
+                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it "
+                "(the agent talked over the user)",
+                segments=[[s.start / fs, s.end / fs]],
+            )
+        if not reply_segs:
+            return _discarded(
+                base,
+                f"{NO_REPLY}: no sound at the ear after the user's speech ended at "
+                f"{speech_end / fs:.3f} s (noise floor {floor.level_db:.1f} dBFS)",
+            )
+        if level_dbfs < opt.too_quiet_dbfs:
+            return _discarded(
+                base,
+                f"{TOO_QUIET}: reply level {level_dbfs:.1f} dBFS is below "
+                f"{opt.too_quiet_dbfs:.0f} dBFS",
+            )
+        if snr_db < opt.min_snr_db:
+            return _discarded(
+                base,
+                f"{TOO_NOISY}: reply only {snr_db:.1f} dB above the noise floor "
+                f"(need {opt.min_snr_db:.0f} dB)",
+            )
+        onset = reply_segs[0].start
+        confidence = _onset_confidence(y, int(onset), fs, snr_db)
+        if confidence < opt.min_confidence:
+            return _discarded(
+                base,
+                f"{LOW_CONFIDENCE}: reply onset at {onset / fs:.3f} s is not sharp enough to "
+                f"time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
+                f"SNR {snr_db:.1f} dB)",
+            )
+
+    barge: dict = {}
+    if barge_in is not None:
+        barge = _barge_in(barge_in, barge_in_rate_hz or fs, fs, ref, act.segments, stim_lag, opt)
+        if "note" in barge:
+            notes.append(barge.pop("note"))
+
+    return TurnMetrics(
+        ttfa_ms=(onset - speech_end) / fs * 1000,
+        confidence=confidence,
+        speech_end_s=base.pop("speech_end_s"),
+        reply_onset_s=onset / fs,
+        reply_end_s=base.pop("reply_end_s", None),
+        segments=base.pop("segments", []),
+        gaps_ms=base.pop("gaps_ms", []),
+        discard=None,
+        **base,
+        **barge,
+    )
+
+
+def _decay_db_per_s(h: np.ndarray, fs: int) -> float | None:
+    """Energy decay rate of a room response (Schroeder integral, -5..-25 dB), None if unclear."""
+    if h.size < 16:
+        return None
+    edc = np.cumsum((h**2)[::-1])[::-1]
+    edc_db = 10 * np.log10(np.maximum(edc / (edc[0] + 1e-30), 1e-12))
+    sel = (edc_db <= -5) & (edc_db >= -25)
+    if sel.sum() < 8:
+        return None
+    t = np.arange(len(edc_db)) / fs
+    slope = float(np.polyfit(t[sel], edc_db[sel], 1)[0])
+    return float(np.clip(-slope, 30.0, 1000.0)) if slope < 0 else None
+
+
+def _reply_free_until(ear: np.ndarray, speech_end: int, fs: int, limit_s: float = 1.0) -> int:
+    """Last sample after the user's speech end before anything new starts at the ear.
+
+    After the user stops, the ear can only decay (the room rings down) until the reply
+    begins. The first 10 ms frame that rises 10 dB above the quietest frame since the
+    speech end marks something new; the stretch before it is reply-free and shows the
+    room's late response clearly, which makes the leakage fit generalise.
+    """
+    seg = ear[speech_end : speech_end + int(limit_s * fs)]
+    p = frame_power(speech_band(seg, fs), int(0.01 * fs), int(0.0025 * fs))
+    if p.size == 0:
+        return speech_end
+    level = 10 * np.log10(np.maximum(p, 1e-12))
+    rise = np.flatnonzero(level > np.minimum.accumulate(level) + 10.0)
+    i = int(rise[0]) if rise.size else len(p)
+    return speech_end + max(0, i * int(0.0025 * fs) - int(0.02 * fs))
+
+
+def _leakage_floor(
+    residual: np.ndarray, leak: LeakageFit, fit_lo: int, fit_hi: int, fs: int
+) -> np.ndarray:
+    """Per-sample power below which ear sound is taken for the leakage's residue.
+
+    Up to the end of the fit region it is the residual's loud level there (90th percentile
+    of 10 ms frames, in the speech band); after that it decays at the room's rate (from the
+    fitted late response, else 200 dB/s), so the room ringing down is not mistaken for an
+    early reply.
+    """
+    band = speech_band(residual[fit_lo:fit_hi], fs)
+    p = frame_power(band, int(0.01 * fs), int(0.0025 * fs))
+    profile = np.zeros(len(residual))
+    if p.size == 0:
+        return profile
+    level = float(np.quantile(p, 0.9))
+    profile[fit_lo:fit_hi] = level
+    rate = _decay_db_per_s(leak.late_response, leak.late_rate_hz) or 200.0
+    t = np.arange(len(residual) - fit_hi) / fs
+    profile[fit_hi:] = level * 10 ** (-rate * t / 10)
+    return profile
+
+
+def _onset_confidence(y: np.ndarray, onset: int, fs: int, snr_db: float) -> float:
+    """0..1 from how far the reply stands above what was just before it, and above the floor.
+
+    The onset's contrast (energy in the 20 ms after it over the 40 ms before it, leaving out
+    5 ms either side) and the reply's SNR both map linearly from 6 dB (0) to 30 dB (1); the
+    smaller one wins.
+    """
+    after = y[onset + int(0.005 * fs) : onset + int(0.025 * fs)]
+    before = y[max(0, onset - int(0.045 * fs)) : max(0, onset - int(0.005 * fs))]
+    if after.size == 0:
+        return 0.0
+    p_after = float(np.mean(after**2))
+    p_before = float(np.mean(before**2)) if before.size else 0.0
+    contrast_db = 10 * math.log10(max(p_after, 1e-20) / max(p_before, p_after * 1e-6, 1e-20))
+    score = min(contrast_db, snr_db)
+    return float(np.clip((score - 6.0) / 24.0, 0.0, 1.0))
+
+
+def _locate_reply(
+    ear: np.ndarray, reply: np.ndarray, fs: int, search_from: int, base: dict
+) -> tuple[float, float] | str:
+    """Onset of the DUT's own reply audio in the (leakage-free) ear, sample-exact.
+
+    Returns (onset in samples, confidence) or a discard reason.
+    """
+    first = _first_sound(reply)
+    body = reply[first:]
+    # Lock on with the first 3 s (enough to be unique, cheap), then fit drift over the rest.
+    head = body[: 3 * fs]
+    # Reflections arrive within tens of ms of the direct sound: they are not competitors.
+    m = locate(ear, head, fs, search=(max(0, search_from), len(ear)), exclusion_s=0.05)
+    if _reply_confidence(m.psr_db) < 0.3 or m.peak < 0.1:
+        return (
+            f"{LOW_CONFIDENCE}: reply reference not found in the ear channel "
+            f"(peak {m.peak:.2f}, sidelobe {m.sidelobe:.2f}; need the peak 3.8 dB clear)"
+        )
+    lag = refine_lag(ear, head, m.lag_samples)
+    drift = fit_drift(ear, body, lag, fs) if len(body) >= 1.2 * fs else None
+    if drift is not None and drift.windows >= 3:
+        base["reply_drift_ppm"] = drift.drift_ppm
+        lag = drift.lag_at_start
+    return lag, _reply_confidence(m.psr_db)
+
+
+def _reply_confidence(psr_db: float) -> float:
+    """0..1 from the peak-to-sidelobe ratio of the reply's correlation: 2 dB -> 0, 8 dB -> 1.
+
+    In a reverberant room the reply's normalised peak is low (0.3-0.5: most of what the mic
+    hears is the room), but a peak that stands clear of every competitor is still exactly
+    where the reply is; what makes a location doubtful is a competitor of similar height.
+    """
+    return float(np.clip((psr_db - 2.0) / 6.0, 0.0, 1.0))
+
+
+def _barge_in(
+    clip: np.ndarray,
+    clip_rate: int,
+    fs: int,
+    ref: np.ndarray,
+    segments: tuple[Segment, ...],
+    stim_lag: float,
+    opt: AnalysisOptions,
+) -> dict:
+    """Barge-in onset at the mouth, stop latency and residual audio at the ear."""
+    clip = _mono(clip)
+    if clip_rate != fs:
+        clip = _resample(clip, clip_rate, fs)
+    clip_act = detect_activity(clip, fs)
+    if not clip_act.segments:
+        raise InputError("the barge-in clip holds no speech")
+    clip_start, clip_end = clip_act.segments[0].start, clip_act.segments[-1].end
+    m = locate(ref, clip, fs, search=(int(stim_lag) + 1, len(ref)))
+    if m.confidence < 0.5:
+        return {
+            "note": f"barge-in clip not found in the ref channel (peak {m.peak:.2f}, "
+            f"sidelobe {m.sidelobe:.2f}): no stop latency"
+        }
+    lag = refine_lag(ref, clip, m.lag_samples)
+    onset = lag + clip_start
+    user_done = lag + clip_end
+    out: dict = {"barge_in_onset_s": onset / fs}
+    # The interrupted reply: segments from the one playing at (or first after) the onset,
+    # chained while the silences between them stay shorter than stop_silence.
+    active = [s for s in segments if s.end > onset]
+    if not active or active[0].start > onset + opt.stop_silence_s * fs:
+        out["note"] = "the reply was already quiet when the barge-in started: no stop latency"
+        return out
+    stop = active[0].end
+    for s in active[1:]:
+        if s.start - stop < opt.stop_silence_s * fs:
+            stop = max(stop, s.end)
+        else:
+            break
+    out["stop_latency_ms"] = (stop - onset) / fs * 1000
+    window_end = user_done + opt.min_response_s * fs
+    residual = sum(
+        max(0.0, min(s.end, window_end) - max(s.start, stop)) for s in segments if s.start >= stop
+    )
+    out["residual_ms"] = residual / fs * 1000
+    return out

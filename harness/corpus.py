@@ -1,0 +1,903 @@
+"""The utterance corpus: manifest, speech labels, look-ups and validation.
+
+The corpus lives in ``audio_corpus/``: mono 16-bit PCM WAV files plus ``manifest.json``, which
+lists every file with its transcript, category, voice and labels. The labels (where speech starts
+and ends, where the mid-sentence pauses are) are never typed by hand: `label_speech` computes them
+from the samples and ``scripts/label_corpus.py`` writes them into the manifest (``--check``
+verifies that the committed labels still match the code). ``audio_corpus/README.md`` documents
+the schema.
+
+Times are seconds from the first sample of the file; sample rates are Hz; audio arrays are
+float mono, shape ``(n_samples,)``, full scale 1.0.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from harness.errors import CorpusError
+
+CORPUS_DIR: Path = Path(__file__).resolve().parent.parent / "audio_corpus"
+"""The repository's corpus folder (holds ``manifest.json`` and the WAV files)."""
+
+MANIFEST_PATH: Path = CORPUS_DIR / "manifest.json"
+"""The committed manifest; the default of every function that takes a manifest path."""
+
+SCHEMA_VERSION = 1
+
+CATEGORIES: tuple[str, ...] = ("short_question", "long_question", "pause", "barge_in", "noise")
+"""Every known category. All but ``noise`` hold speech and carry speech labels."""
+
+SPEECH_CATEGORIES: frozenset[str] = frozenset(CATEGORIES) - {"noise"}
+
+# Labeller parameters. They are part of what a label means, so the manifest records them
+# ("labelled_with") and `scripts/label_corpus.py --check` notices when they change.
+FRAME_S = 0.010
+"""Length of one energy frame, seconds (frames do not overlap)."""
+THRESHOLD_DB = -40.0
+"""A frame is speech when its mean energy is above the loudest frame's energy plus this, dB."""
+MIN_PAUSE_S = 0.250
+"""Silences shorter than this inside speech are bridged (hangover); longer ones are pauses, s."""
+MIN_SEGMENT_S = 0.020
+"""Isolated bursts shorter than this (clicks) are dropped when there is longer speech, s."""
+EDGE_SEARCH_S = 0.050
+"""How far before/after a detected segment the sample-level edge search may reach, s."""
+
+LABEL_TOLERANCE_S = 0.001
+"""A stored label may differ from the recomputed one by at most this much, s."""
+
+# Validation thresholds.
+CLIP_LEVEL = 0.999
+"""|sample| at or above this (full scale 1.0) counts as a clipped sample."""
+CLIP_RUN = 3
+"""This many consecutive clipped samples make a file clipped (one full-scale peak is not)."""
+SILENT_DBFS = -60.0
+"""A file whose peak is below this level, dBFS, is treated as silent."""
+
+_REQUIRED_FIELDS: tuple[str, ...] = (
+    "id",
+    "file",
+    "sample_rate_hz",
+    "duration_s",
+    "sha256",
+    "category",
+    "voice",
+    "transcript",
+    "speech_start_s",
+    "speech_end_s",
+    "pauses_s",
+    "reply_keywords",
+)
+_DERIVED_FIELDS: tuple[str, ...] = (
+    "duration_s",
+    "sha256",
+    "speech_start_s",
+    "speech_end_s",
+    "pauses_s",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Labeller
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechLabel:
+    """Where speech is in one file, as found by `label_speech`.
+
+    ``start_s`` is the time of the first speech sample, ``end_s`` the time just after the last
+    one (so a burst occupying samples ``[a, b)`` is labelled ``a / rate`` .. ``b / rate``).
+    ``pauses_s`` holds ``(start_s, end_s)`` of every silence of at least `MIN_PAUSE_S` between
+    the two, with the same conventions (a pause starts just after the last sample before it).
+    ``start_sample``/``end_sample`` are the same edges in samples (end exclusive).
+    """
+
+    start_s: float
+    end_s: float
+    pauses_s: tuple[tuple[float, float], ...]
+    start_sample: int
+    end_sample: int
+
+    @property
+    def duration_s(self) -> float:
+        """Labelled speech duration, first to last speech sample, seconds."""
+        return self.end_s - self.start_s
+
+
+def label_speech(
+    samples: np.ndarray,
+    sample_rate_hz: int,
+    *,
+    threshold_db: float = THRESHOLD_DB,
+    frame_s: float = FRAME_S,
+    min_pause_s: float = MIN_PAUSE_S,
+) -> SpeechLabel:
+    """Find speech start, speech end and the pauses inside one clean recording.
+
+    Method (pure, deterministic):
+
+    1. Split the signal into non-overlapping ``frame_s`` frames from sample 0 and take each
+       frame's mean energy. A frame is active when its energy exceeds the loudest frame's
+       energy plus ``threshold_db`` (default -40 dB). The threshold is relative, so the result
+       does not depend on the file's level or sample format.
+    2. Refine each run of active frames to the sample: its start is the first sample whose
+       magnitude exceeds the threshold's RMS level, searched from up to `EDGE_SEARCH_S` before
+       the run (walking back only through frames that contain such samples), and likewise
+       for its end.
+    3. Bridge silences shorter than ``min_pause_s`` (hangover) and drop isolated segments
+       shorter than `MIN_SEGMENT_S` (clicks) when longer speech exists. The remaining gaps are
+       the pauses.
+
+    Made for the corpus's clean recordings (digital silence around and between the words);
+    on noisy input the edges can move by up to `EDGE_SEARCH_S`.
+
+    Args:
+        samples: mono audio, shape ``(n,)``, any real dtype (int16 or float alike).
+        sample_rate_hz: sampling rate of ``samples``, Hz.
+        threshold_db: activity threshold relative to the loudest frame, dB (negative).
+        frame_s: frame length, seconds.
+        min_pause_s: shortest silence reported as a pause, seconds.
+
+    Returns:
+        The `SpeechLabel`; times in seconds from the first sample.
+
+    Raises:
+        ValueError: ``samples`` is not 1-D, empty, not finite, or contains no signal at all.
+    """
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise ValueError(f"label_speech needs mono samples of shape (n,), got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("label_speech got an empty signal")
+    if sample_rate_hz <= 0:
+        raise ValueError(f"sample rate must be positive, got {sample_rate_hz} Hz")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("label_speech got NaN or infinite samples")
+
+    n = x.size
+    frame = max(1, round(frame_s * sample_rate_hz))
+    n_frames = -(-n // frame)
+    power = np.zeros(n_frames * frame)
+    power[:n] = x * x
+    counts = np.full(n_frames, frame, dtype=np.float64)
+    counts[-1] = n - (n_frames - 1) * frame  # the last frame may be partial
+    energy = power.reshape(n_frames, frame).sum(axis=1) / counts
+    peak_energy = float(energy.max())
+    if peak_energy <= 0.0:
+        raise ValueError("label_speech got a signal that is all zeros: there is no speech")
+
+    energy_threshold = peak_energy * 10.0 ** (threshold_db / 10.0)
+    # A frame whose mean energy exceeds the threshold contains at least one sample whose
+    # square does, so every active frame has a "loud" sample to refine to.
+    amp_threshold = math.sqrt(energy_threshold)
+    loud = np.abs(x) > amp_threshold
+    active = energy > energy_threshold
+
+    runs = _runs(active)
+    edge_frames = max(1, round(EDGE_SEARCH_S / (frame / sample_rate_hz)))
+    frame_has_loud = np.zeros(n_frames * frame, dtype=bool)
+    frame_has_loud[:n] = loud
+    frame_has_loud = frame_has_loud.reshape(n_frames, frame).any(axis=1)
+
+    segments: list[tuple[int, int]] = []
+    for first, stop in runs:
+        lo = first
+        while lo > 0 and first - lo < edge_frames and frame_has_loud[lo - 1]:
+            lo -= 1
+        hi = stop
+        while hi < n_frames and hi - stop < edge_frames and frame_has_loud[hi]:
+            hi += 1
+        region = np.flatnonzero(loud[lo * frame : min(hi * frame, n)])
+        start = lo * frame + int(region[0])
+        end = lo * frame + int(region[-1]) + 1
+        if segments and start < segments[-1][1]:
+            # Edge searches of neighbouring runs overlapped: they are one segment.
+            segments[-1] = (segments[-1][0], max(end, segments[-1][1]))
+        else:
+            segments.append((start, end))
+
+    min_pause = round(min_pause_s * sample_rate_hz)
+    merged: list[tuple[int, int]] = [segments[0]]
+    for start, end in segments[1:]:
+        if start - merged[-1][1] < min_pause:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+
+    min_segment = round(MIN_SEGMENT_S * sample_rate_hz)
+    longest = max(end - start for start, end in merged)
+    if longest >= min_segment:
+        merged = [(s, e) for s, e in merged if e - s >= min_segment]
+
+    rate = float(sample_rate_hz)
+    pauses = tuple((merged[k][1] / rate, merged[k + 1][0] / rate) for k in range(len(merged) - 1))
+    start_sample, end_sample = merged[0][0], merged[-1][1]
+    return SpeechLabel(
+        start_s=start_sample / rate,
+        end_s=end_sample / rate,
+        pauses_s=pauses,
+        start_sample=start_sample,
+        end_sample=end_sample,
+    )
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True in a 1-D boolean array as ``[(first, stop), ...]`` (stop exclusive)."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
+
+
+def labeller_settings() -> dict[str, float]:
+    """The labeller parameters in force, as stored under ``labelled_with`` in the manifest."""
+    return {
+        "frame_ms": FRAME_S * 1000.0,
+        "threshold_db": THRESHOLD_DB,
+        "min_pause_ms": MIN_PAUSE_S * 1000.0,
+        "min_segment_ms": MIN_SEGMENT_S * 1000.0,
+        "edge_search_ms": EDGE_SEARCH_S * 1000.0,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Data model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One corpus entry: a speech utterance, a barge-in clip or a noise bed.
+
+    Attributes:
+        id: unique identifier, e.g. ``"sq01_time"``.
+        path: absolute path of the WAV file.
+        sample_rate_hz: the file's sampling rate, Hz.
+        transcript: what is said; None for noise beds.
+        speech_start_s: labelled start of speech, seconds from the file's start; None for noise.
+        speech_end_s: labelled end of speech (just after the last speech sample), seconds;
+            None for noise.
+        category: one of `CATEGORIES`.
+        voice: ``"engine/voice"``, e.g. ``"piper/en_US-joe-medium"``; None for noise beds.
+        reply_keywords: lower-case words a correct agent's reply contains (match
+            case-insensitively); may be empty (e.g. a "stop" clip expects silence).
+        pauses_s: labelled pauses inside the speech, ``((start_s, end_s), ...)``.
+        duration_s: length of the file, seconds.
+        sha256: hex SHA-256 of the file's bytes, as labelled.
+    """
+
+    id: str
+    path: Path
+    sample_rate_hz: int
+    transcript: str | None
+    speech_start_s: float | None
+    speech_end_s: float | None
+    category: str
+    voice: str | None
+    reply_keywords: tuple[str, ...] = ()
+    pauses_s: tuple[tuple[float, float], ...] = ()
+    duration_s: float = 0.0
+    sha256: str = ""
+
+    @property
+    def is_speech(self) -> bool:
+        """True for speech entries (with labels), False for noise beds."""
+        return self.category in SPEECH_CATEGORIES
+
+    def load(self) -> np.ndarray:
+        """Read the file as float32 mono samples in [-1, 1], shape ``(n,)``.
+
+        Raises:
+            CorpusError: the file is missing, unreadable, not mono, or its sample rate is not
+                the manifest's.
+        """
+        try:
+            data, rate = sf.read(str(self.path), dtype="float32", always_2d=True)
+        except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+            raise CorpusError(
+                f"{_display(self.path)}: cannot read audio for '{self.id}': {exc}"
+            ) from None
+        if data.shape[1] != 1:
+            raise CorpusError(
+                f"{_display(self.path)}: {data.shape[1]} channels, the corpus holds mono files"
+            )
+        if rate != self.sample_rate_hz:
+            raise CorpusError(
+                f"{_display(self.path)}: sample rate {rate} Hz, "
+                f"manifest says {self.sample_rate_hz} Hz"
+            )
+        return np.ascontiguousarray(data[:, 0])
+
+
+@dataclass(frozen=True)
+class CorpusProblem:
+    """One thing wrong with a manifest or one of its files.
+
+    ``file`` is the offending file (or the manifest) as a path relative to the working
+    directory when possible; ``problem`` says what was seen and what was expected.
+    """
+
+    file: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The entries of one manifest, loaded without opening the audio files.
+
+    Build it with `Corpus.load`. Entries keep the manifest's order.
+    """
+
+    manifest_path: Path
+    utterances: tuple[Utterance, ...]
+    _by_id: Mapping[str, Utterance] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # frozen: set the derived index through object.__setattr__
+        object.__setattr__(self, "_by_id", {u.id: u for u in self.utterances})
+
+    @classmethod
+    def load(cls, manifest_path: Path | None = None) -> Corpus:
+        """Read a manifest (default: the committed ``audio_corpus/manifest.json``).
+
+        Checks the manifest's structure (fields, types, ids, categories) but not the audio;
+        use `validate` for the full check.
+
+        Raises:
+            CorpusError: the manifest is missing, not JSON, or malformed; the message names
+                the manifest and the first problems.
+        """
+        path = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
+        doc = _read_manifest(path)
+        utterances, problems = _parse_entries(doc, path)
+        if problems:
+            shown = "\n  ".join(str(p) for p in problems[:10])
+            more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise CorpusError(f"{_display(path)}: malformed manifest:\n  {shown}{more}")
+        return cls(manifest_path=path.resolve(), utterances=tuple(utterances))
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __iter__(self) -> Iterator[Utterance]:
+        return iter(self.utterances)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every id, in manifest order."""
+        return tuple(u.id for u in self.utterances)
+
+    def by_id(self, utterance_id: str) -> Utterance:
+        """The entry with this id.
+
+        Raises:
+            CorpusError: no such id; the message lists the closest ids.
+        """
+        try:
+            return self._by_id[utterance_id]
+        except KeyError:
+            close = difflib.get_close_matches(utterance_id, self.ids, n=5, cutoff=0.5)
+            hint = (
+                f"close ids: {', '.join(close)}"
+                if close
+                else f"{len(self.ids)} ids, e.g. {', '.join(self.ids[:5])}"
+            )
+            raise CorpusError(
+                f"no utterance '{utterance_id}' in {_display(self.manifest_path)} ({hint})"
+            ) from None
+
+    def by_category(self, category: str) -> tuple[Utterance, ...]:
+        """Entries of one category, in manifest order (may be empty).
+
+        Raises:
+            CorpusError: ``category`` is not one of `CATEGORIES`.
+        """
+        if category not in CATEGORIES:
+            raise CorpusError(
+                f"unknown corpus category '{category}' (known: {', '.join(CATEGORIES)})"
+            )
+        return tuple(u for u in self.utterances if u.category == category)
+
+    def find_by_path(self, path: Path | str) -> Utterance | None:
+        """The entry a file is, or None.
+
+        Matches, in order: the same resolved path; a file of the same name whose content hash
+        equals the entry's (a corpus file copied elsewhere); any entry with that content hash
+        (copied and renamed). The file is hashed only when the path itself does not match.
+        """
+        candidate = Path(path)
+        resolved = candidate.resolve()
+        for u in self.utterances:
+            if u.path == resolved:
+                return u
+        if not resolved.is_file():
+            return None
+        digest = _sha256_file(resolved)
+        same_content = [u for u in self.utterances if u.sha256 == digest]
+        for u in same_content:
+            if u.path.name == resolved.name:
+                return u
+        return same_content[0] if same_content else None
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest parsing
+# --------------------------------------------------------------------------------------------
+
+
+def _display(path: Path | str) -> str:
+    """A path for messages: relative to the working directory when it is inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """Parse the manifest's JSON; raise CorpusError naming the manifest and the error position."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CorpusError(f"{_display(path)}: manifest not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{_display(path)}: cannot read manifest: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(
+            f"{_display(path)}: not valid JSON at line {exc.lineno} column {exc.colno} "
+            f"(char {exc.pos}): {exc.msg}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise CorpusError(
+            f"{_display(path)}: the manifest must be a JSON object with an 'utterances' list, "
+            f"got {type(doc).__name__}"
+        )
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise CorpusError(
+            f"{_display(path)}: schema_version {doc.get('schema_version')!r}, "
+            f"this tympan reads {SCHEMA_VERSION}"
+        )
+    if not isinstance(doc.get("utterances"), list):
+        raise CorpusError(f"{_display(path)}: missing the 'utterances' list")
+    return doc
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_entries(
+    doc: Mapping[str, Any], manifest: Path
+) -> tuple[list[Utterance], list[CorpusProblem]]:
+    """Turn the manifest's entries into Utterances; collect schema problems instead of raising.
+
+    Entries with problems are left out of the returned list. Checks structure only (fields,
+    types, categories, unique ids, label order); the audio is not opened.
+    """
+    base = manifest.resolve().parent
+    where = _display(manifest)
+    utterances: list[Utterance] = []
+    problems: list[CorpusProblem] = []
+    first_use: dict[str, tuple[int, object]] = {}
+    for index, raw in enumerate(doc["utterances"]):
+        label = f"entry {index}"
+        if not isinstance(raw, dict):
+            problems.append(CorpusProblem(where, f"{label} is {type(raw).__name__}, not an object"))
+            continue
+        file_value = raw.get("file")
+        if isinstance(file_value, str) and file_value:
+            path = (base / file_value).resolve()
+            who = _display(path)
+        else:
+            path = None
+            who = where
+        label = f"entry {index} (id {raw.get('id')!r})"
+
+        def bad(message: str, who: str = who, label: str = label) -> None:
+            problems.append(CorpusProblem(who, f"{label}: {message}"))
+
+        missing = [k for k in _REQUIRED_FIELDS if k not in raw]
+        unknown = sorted(set(raw) - set(_REQUIRED_FIELDS))
+        if missing:
+            derived = [k for k in missing if k in _DERIVED_FIELDS]
+            hint = " (run scripts/label_corpus.py to compute them)" if derived else ""
+            bad(f"missing field(s) {', '.join(missing)}{hint}")
+        if unknown:
+            bad(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(_REQUIRED_FIELDS)})")
+        if missing or unknown:
+            continue
+
+        ok = True
+        uid = raw["id"]
+        if not isinstance(uid, str) or not uid.strip():
+            bad(f"id must be a non-empty string, got {uid!r}")
+            ok = False
+        elif uid in first_use:
+            other, other_file = first_use[uid]
+            bad(f"duplicate id '{uid}' (also entry {other}, file {other_file!r})")
+            ok = False
+        else:
+            first_use[uid] = (index, file_value)
+        if path is None:
+            bad(f"file must be a non-empty path relative to the manifest, got {file_value!r}")
+            ok = False
+        rate = raw["sample_rate_hz"]
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            bad(f"sample_rate_hz must be a positive integer, got {rate!r}")
+            ok = False
+        duration = raw["duration_s"]
+        if not _is_number(duration) or duration <= 0:
+            bad(f"duration_s must be a positive number, got {duration!r}")
+            ok = False
+        digest = raw["sha256"]
+        if not isinstance(digest, str) or len(digest) != 64:
+            bad(f"sha256 must be 64 hex digits, got {digest!r}")
+            ok = False
+        category = raw["category"]
+        if category not in CATEGORIES:
+            bad(f"unknown category {category!r} (known: {', '.join(CATEGORIES)})")
+            ok = False
+        keywords = raw["reply_keywords"]
+        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+            bad(f"reply_keywords must be a list of strings, got {keywords!r}")
+            ok = False
+        pauses_raw = raw["pauses_s"]
+        pauses: list[tuple[float, float]] = []
+        if not isinstance(pauses_raw, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(_is_number(t) for t in p)
+            for p in pauses_raw
+        ):
+            bad(f"pauses_s must be a list of [start_s, end_s] pairs, got {pauses_raw!r}")
+            ok = False
+        else:
+            pauses = [(float(a), float(b)) for a, b in pauses_raw]
+
+        start, end = raw["speech_start_s"], raw["speech_end_s"]
+        transcript, voice = raw["transcript"], raw["voice"]
+        if category in SPEECH_CATEGORIES:
+            if not isinstance(transcript, str) or not transcript.strip():
+                bad(f"a {category} entry needs a transcript, got {transcript!r}")
+                ok = False
+            if not isinstance(voice, str) or not voice.strip():
+                bad(f"a {category} entry needs a voice, got {voice!r}")
+                ok = False
+            if not (_is_number(start) and _is_number(end)):
+                bad(f"speech_start_s/speech_end_s must be numbers, got {start!r}/{end!r}")
+                ok = False
+        elif category == "noise" and (
+            start is not None or end is not None or transcript is not None or pauses
+        ):
+            bad(
+                "a noise bed has no speech: transcript, speech_start_s and speech_end_s "
+                "must be null and pauses_s empty"
+            )
+            ok = False
+        if not ok or path is None:
+            continue
+        utterances.append(
+            Utterance(
+                id=uid,
+                path=path,
+                sample_rate_hz=rate,
+                transcript=transcript,
+                speech_start_s=None if start is None else float(start),
+                speech_end_s=None if end is None else float(end),
+                category=category,
+                voice=voice,
+                reply_keywords=tuple(keywords),
+                pauses_s=tuple(pauses),
+                duration_s=float(duration),
+                sha256=digest.lower(),
+            )
+        )
+    return utterances, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def validate(manifest_path: Path | None = None) -> list[CorpusProblem]:
+    """Check a manifest and every file it lists; return the problems (empty when all is well).
+
+    Rejects: an unreadable or malformed manifest, missing or unknown fields, duplicate ids,
+    unknown categories, a missing or unreadable file, a file that is not mono 16-bit PCM, a
+    sample rate or duration other than the manifest's, content that changed since labelling
+    (SHA-256), clipping (`CLIP_RUN` consecutive samples at or above `CLIP_LEVEL`), a silent
+    file (peak below `SILENT_DBFS`), and labels outside the file or out of order
+    (``0 <= start < end <= duration``; pauses inside the speech). A ``pause`` entry must have a
+    labelled pause.
+    """
+    path = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
+    try:
+        doc = _read_manifest(path)
+    except CorpusError as exc:
+        return [CorpusProblem(_display(path), str(exc).split(": ", 1)[-1])]
+    utterances, problems = _parse_entries(doc, path)
+    for u in utterances:
+        problems.extend(_check_file(u))
+    return problems
+
+
+def _check_file(u: Utterance) -> list[CorpusProblem]:
+    """Audio-level checks of one parsed entry."""
+    who = _display(u.path)
+    problems: list[CorpusProblem] = []
+
+    def bad(message: str) -> None:
+        problems.append(CorpusProblem(who, message))
+
+    if not u.path.is_file():
+        bad(f"file not found (listed as '{u.id}' in the manifest)")
+        return problems
+    try:
+        info = sf.info(str(u.path))
+        data, rate = sf.read(str(u.path), dtype="float64", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+        bad(f"cannot read audio: {exc}")
+        return problems
+    if info.format != "WAV" or info.subtype != "PCM_16":
+        bad(f"format {info.format}/{info.subtype}, the corpus holds WAV/PCM_16 files")
+    if data.shape[1] != 1:
+        bad(f"{data.shape[1]} channels, the corpus holds mono files")
+    if rate != u.sample_rate_hz:
+        bad(f"sample rate {rate} Hz, manifest says {u.sample_rate_hz} Hz")
+    n = data.shape[0]
+    duration = n / rate if rate else 0.0
+    if abs(duration - u.duration_s) > LABEL_TOLERANCE_S:
+        bad(f"duration {duration:.6f} s, manifest says {u.duration_s:.6f} s")
+    digest = _sha256_file(u.path)
+    if digest != u.sha256:
+        bad(
+            f"content changed since it was labelled (sha256 {digest[:12]}…, manifest says "
+            f"{u.sha256[:12]}…): run scripts/label_corpus.py"
+        )
+    x = data[:, 0] if n else np.zeros(0)
+    peak = float(np.max(np.abs(x))) if n else 0.0
+    if peak <= 0.0 or 20.0 * math.log10(peak) < SILENT_DBFS:
+        level = "all zeros" if peak <= 0.0 else f"peak {20.0 * math.log10(peak):.1f} dBFS"
+        bad(f"silent file ({level}, expected a peak above {SILENT_DBFS:.0f} dBFS)")
+    run = _longest_run(np.abs(x) >= CLIP_LEVEL) if n else 0
+    if run >= CLIP_RUN:
+        bad(
+            f"clipped: {run} consecutive samples at or above {CLIP_LEVEL} full scale "
+            f"(at most {CLIP_RUN - 1} allowed)"
+        )
+    if u.is_speech:
+        problems.extend(_check_labels(u, duration if rate == u.sample_rate_hz else u.duration_s))
+    return problems
+
+
+def _check_labels(u: Utterance, duration: float) -> list[CorpusProblem]:
+    """Label sanity of a speech entry against the file's real duration, seconds."""
+    who = _display(u.path)
+    start, end = u.speech_start_s, u.speech_end_s
+    assert start is not None and end is not None  # guaranteed by _parse_entries
+    problems: list[CorpusProblem] = []
+    if start < 0:
+        problems.append(CorpusProblem(who, f"speech_start_s {start} s is before the file's start"))
+    if end > duration + 1e-9:
+        problems.append(
+            CorpusProblem(who, f"speech_end_s {end} s is after the file's end ({duration:.6f} s)")
+        )
+    if start >= end:
+        problems.append(
+            CorpusProblem(who, f"speech_start_s {start} s is not before speech_end_s {end} s")
+        )
+    previous = start
+    for p_start, p_end in u.pauses_s:
+        if not previous <= p_start < p_end <= end:
+            problems.append(
+                CorpusProblem(
+                    who,
+                    f"pause [{p_start}, {p_end}] s is out of order or outside the speech "
+                    f"[{start}, {end}] s",
+                )
+            )
+        previous = p_end
+    if u.category == "pause" and not u.pauses_s:
+        problems.append(CorpusProblem(who, "a 'pause' entry needs at least one labelled pause"))
+    return problems
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in a 1-D boolean array."""
+    runs = _runs(mask)
+    return max((b - a for a, b in runs), default=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Labelling a manifest
+# --------------------------------------------------------------------------------------------
+
+
+def entry_labels(wav_path: Path, category: str) -> dict[str, Any]:
+    """The derived fields of one entry, computed from its file.
+
+    Returns a dict with ``duration_s``, ``sha256``, ``speech_start_s``, ``speech_end_s`` and
+    ``pauses_s`` (seconds rounded to the microsecond; labels None/empty for noise beds).
+
+    Raises:
+        CorpusError: the file cannot be read or is not mono.
+    """
+    try:
+        data, rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+        raise CorpusError(f"{_display(wav_path)}: cannot read audio: {exc}") from None
+    if data.shape[1] != 1:
+        raise CorpusError(f"{_display(wav_path)}: {data.shape[1]} channels, expected mono")
+    derived: dict[str, Any] = {
+        "duration_s": round(data.shape[0] / rate, 6),
+        "sha256": _sha256_file(wav_path),
+        "speech_start_s": None,
+        "speech_end_s": None,
+        "pauses_s": [],
+    }
+    if category in SPEECH_CATEGORIES:
+        try:
+            lab = label_speech(data[:, 0], rate)
+        except ValueError as exc:
+            raise CorpusError(f"{_display(wav_path)}: cannot label: {exc}") from None
+        derived["speech_start_s"] = round(lab.start_s, 6)
+        derived["speech_end_s"] = round(lab.end_s, 6)
+        derived["pauses_s"] = [[round(a, 6), round(b, 6)] for a, b in lab.pauses_s]
+    return derived
+
+
+def relabel_manifest(manifest_path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Recompute every entry's derived fields from its file.
+
+    Returns ``(new_manifest, differences)``: the manifest document with fresh labels (field
+    order normalised, ready for `write_manifest`) and one human-readable line per stored value
+    that differs from the recomputed one (labels by more than `LABEL_TOLERANCE_S`, hashes,
+    durations, the labeller settings). Entries may lack the derived fields (a fresh manifest);
+    those show up as differences.
+
+    Raises:
+        CorpusError: the manifest cannot be read, or a listed file cannot be read.
+    """
+    path = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
+    doc = _read_manifest(path)
+    base = path.resolve().parent
+    differences: list[str] = []
+    settings = labeller_settings()
+    if doc.get("labelled_with") != settings:
+        differences.append(
+            f"{_display(path)}: labelled_with {doc.get('labelled_with')!r}, the labeller now "
+            f"uses {settings!r}"
+        )
+    entries: list[dict[str, Any]] = []
+    for index, raw in enumerate(doc["utterances"]):
+        if not isinstance(raw, dict) or not isinstance(raw.get("file"), str):
+            raise CorpusError(f"{_display(path)}: entry {index} has no 'file'")
+        wav = base / raw["file"]
+        derived = entry_labels(wav, str(raw.get("category")))
+        differences.extend(f"{_display(wav)}: {d}" for d in _compare_derived(raw, derived))
+        entry = {k: raw.get(k) for k in _REQUIRED_FIELDS if k not in _DERIVED_FIELDS}
+        entry.update(derived)
+        entry.update({k: v for k, v in raw.items() if k not in _REQUIRED_FIELDS})
+        entries.append({k: entry[k] for k in _field_order(entry)})
+    new_doc = {
+        "schema_version": SCHEMA_VERSION,
+        "labelled_with": settings,
+        "utterances": entries,
+    }
+    return new_doc, differences
+
+
+def _field_order(entry: Mapping[str, Any]) -> list[str]:
+    """Manifest field order: the schema's, then anything unknown (kept so validate reports it)."""
+    return [k for k in _REQUIRED_FIELDS if k in entry] + [
+        k for k in entry if k not in _REQUIRED_FIELDS
+    ]
+
+
+def _compare_derived(stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
+    """Differences between stored and recomputed derived fields, one line each."""
+    out: list[str] = []
+    for key in ("speech_start_s", "speech_end_s", "duration_s"):
+        old, new = stored.get(key), fresh[key]
+        if key not in stored:
+            out.append(f"{key} missing, computed {new}")
+        elif (old is None) != (new is None) or (
+            new is not None and (not _is_number(old) or abs(float(old) - new) > LABEL_TOLERANCE_S)
+        ):
+            out.append(f"{key} is {old}, computed {new}")
+    if stored.get("sha256") != fresh["sha256"]:
+        out.append(f"sha256 is {stored.get('sha256')}, computed {fresh['sha256']}")
+    old_pauses = stored.get("pauses_s")
+    new_pauses = fresh["pauses_s"]
+    if not isinstance(old_pauses, list) or len(old_pauses) != len(new_pauses):
+        out.append(f"pauses_s is {old_pauses}, computed {new_pauses}")
+    else:
+        for old_p, new_p in zip(old_pauses, new_pauses, strict=True):
+            if not (
+                isinstance(old_p, list)
+                and len(old_p) == 2
+                and all(_is_number(t) for t in old_p)
+                and max(abs(float(a) - b) for a, b in zip(old_p, new_p, strict=True))
+                <= LABEL_TOLERANCE_S
+            ):
+                out.append(f"pause {old_p}, computed {new_p}")
+    return out
+
+
+def write_manifest(doc: Mapping[str, Any], manifest_path: Path) -> None:
+    """Write a manifest document as stable, diff-friendly JSON (one entry field per line)."""
+    text = json.dumps(doc, indent=2, ensure_ascii=False)
+    manifest_path.write_text(_compact_pairs(text) + "\n", encoding="utf-8")
+
+
+def _compact_pairs(text: str) -> str:
+    """Put each ``[a, b]`` number pair and each keyword list of `json.dumps` on one line."""
+    out: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.rstrip().endswith("[") and not line.rstrip().endswith("[["):
+            # Collect a flat list (no nested brackets/braces) and join it onto one line.
+            j = i + 1
+            items: list[str] = []
+            while j < len(lines) and lines[j].strip() not in ("]", "],"):
+                stripped = lines[j].strip()
+                if stripped.endswith(("[", "{")):
+                    break
+                items.append(stripped.rstrip(","))
+                j += 1
+            if j < len(lines) and lines[j].strip() in ("]", "],"):
+                closing = lines[j].strip()[1:]
+                out.append(line.rstrip() + ", ".join(items) + "]" + closing)
+                i = j + 1
+                continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
+def manifest_entry(
+    *,
+    utterance_id: str,
+    file: str,
+    sample_rate_hz: int,
+    category: str,
+    voice: str | None,
+    transcript: str | None,
+    reply_keywords: Sequence[str],
+) -> dict[str, Any]:
+    """A manifest entry with only the hand-written fields; `relabel_manifest` adds the rest."""
+    return {
+        "id": utterance_id,
+        "file": file,
+        "sample_rate_hz": sample_rate_hz,
+        "category": category,
+        "voice": voice,
+        "transcript": transcript,
+        "reply_keywords": list(reply_keywords),
+    }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything tympan needs on a Debian machine: apt packages, a virtualenv in .venv,
+# and tympan itself in editable mode with its test extras. Safe to rerun: each step checks
+# first and does nothing when it is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages. espeak-ng: one of the corpus voices (scripts/build_corpus.py) and the
+# reference agent's light TTS. jackd2: the virtual loopback rig.
+APT_PACKAGES=(espeak-ng jackd2 git)
+PYTHON=${PYTHON:-python3}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    # jackd2 asks about realtime priority in a debconf prompt; answer it up front.
+    echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"setup: tympan needs Python >= 3.11, found {sys.version.split()[0]} ({sys.executable})")
+PY
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+
+# Reinstall only when pyproject.toml changed since the last successful install.
+stamp=.venv/.tympan-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing tympan (editable, with test extras) into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    echo "$want" > "$stamp"
+fi
+echo "setup: ready (.venv/bin/tympan)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ import scipy.signal as ss
 
 from harness.errors import InputError
 from harness.signal.activity import Segment, detect_activity, frame_power, speech_band
+from harness.signal.bands import band_weights, filterbank, refine_boundary
 from harness.signal.correlate import locate, refine_lag
 from harness.signal.drift import correct_drift, fit_drift
 from harness.signal.leakage import LeakageFit, remove_leakage
@@ -64,7 +66,7 @@ class AnalysisOptions:
     early_reply_s: float = 0.15
     min_snr_db: float = 8.0
     min_confidence: float = 0.3
-    too_quiet_dbfs: float = -85.0
+    too_quiet_dbfs: float = -70.0
     max_drift_ppm: float = 1000.0
     leakage_response_s: float = 0.08
 
@@ -108,17 +110,23 @@ class TurnMetrics:
         if barge_in is False or (barge_in is None and self.barge_in_onset_s is None):
             for k in ("barge_in_onset_s", "stop_latency_ms", "residual_ms"):
                 d.pop(k)
-        return {k: (_round(v) if isinstance(v, float) else v) for k, v in d.items()}
+        return {k: _round(v) for k, v in d.items()}
 
 
-def _round(v: float) -> float | None:
-    if not math.isfinite(v):
-        return None
-    return round(v, 6)
+def _round(v: object) -> object:
+    """Floats to 6 decimals (1 µs in seconds), NaN/inf to None, through lists."""
+    if isinstance(v, list):
+        return [_round(x) for x in v]
+    if isinstance(v, float):
+        return round(v, 6) if math.isfinite(v) else None
+    return v
 
 
-def _first_sound(x: np.ndarray, rel_db: float = -60.0) -> int:
-    """Index of the first sample within `rel_db` of the peak (the onset of a clean recording)."""
+def _first_sound(x: np.ndarray, rel_db: float = -50.0) -> int:
+    """Index of the first sample within `rel_db` of the peak (the onset of a clean recording).
+
+    -50 dB sits above 16-bit dither and TTS hiss and below any speech sound.
+    """
     a = np.abs(x)
     peak = float(a.max()) if a.size else 0.0
     if peak <= 0:
@@ -258,13 +266,17 @@ def analyze_capture(
         ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
     )
     if leak.leakage_db > -20 and leak.response.size:
-        delay = int(np.argmax(np.abs(leak.response))) - leak.pre_samples
-        drift = fit_drift(ear, ref[fit_lo:fit_hi], fit_lo + delay, fs)
+        # Where the played speech sits in the ear (the acoustic path's delay): by correlation,
+        # which a drifting clock only blurs, not by the fitted FIR, which drift smears.
+        mouth = ref[fit_lo:fit_hi]
+        at = locate(ear, mouth, fs, search=(fit_lo - int(0.01 * fs), fit_lo + int(0.1 * fs)))
+        drift = fit_drift(ear, mouth, at.lag_samples, fs, window_s=0.25)
         if (
             drift is not None
-            and drift.windows >= 4
+            and drift.windows >= 3
             and 2.0 < abs(drift.drift_ppm) <= opt.max_drift_ppm
             and drift.residual_samples < 2.0
+            and abs(drift.drift_ppm) > 3 * drift.stderr_ppm
         ):
             base["ear_drift_ppm"] = drift.drift_ppm
             ear = correct_drift(ear, drift.drift_ppm)
@@ -272,12 +284,13 @@ def analyze_capture(
             residual, leak = remove_leakage(
                 ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
             )
-        elif drift is not None:
+        elif drift is not None and abs(drift.drift_ppm) > 3 * drift.stderr_ppm:
             base["ear_drift_ppm"] = drift.drift_ppm
     base["leakage_reduction_db"] = leak.reduction_db
 
     # 3. The reply: activity in the leakage-free ear.
     profile = _leakage_floor(residual, leak, fit_lo, fit_hi, fs) if leak.reduction_db > 0 else None
+    noise_region = (0, int(stim_lag + stim_first) - int(0.02 * fs))
     # The lead-in before the stimulus holds only noise (the mouth has not played, the DUT
     # has nothing to answer yet): the best place to learn what the noise looks like.
     act = detect_activity(
@@ -285,7 +298,7 @@ def analyze_capture(
         fs,
         min_gap_s=opt.min_gap_s,
         floor_profile=profile,
-        noise_region=(0, int(stim_lag + stim_first) - int(0.02 * fs)),
+        noise_region=noise_region,
     )
     y = act.band
     floor = act.floor
@@ -303,7 +316,10 @@ def analyze_capture(
         seg_power = float(
             np.mean([np.mean(y[int(s.start) : int(s.end)] ** 2) for s in reply_segs[:3]])
         )
-        snr_db = 10 * math.log10(seg_power / max(floor.power, 1e-20))
+        # SNR against the noise's loud moments when a noise-only lead-in showed them
+        # (babble is 8 dB louder at its peaks than on average), else against its mean.
+        noise_power = floor.ceiling if floor.ceiling is not None else floor.power
+        snr_db = 10 * math.log10(seg_power / max(noise_power, 1e-20))
         base["snr_db"] = snr_db
         level_dbfs = 10 * math.log10(max(seg_power, 1e-20))
         base.update(
@@ -369,8 +385,8 @@ def analyze_capture(
                 f"{TOO_NOISY}: reply only {snr_db:.1f} dB above the noise floor "
                 f"(need {opt.min_snr_db:.0f} dB)",
             )
-        onset = reply_segs[0].start
-        confidence = _onset_confidence(y, int(onset), fs, snr_db)
+        onset, confidence = _blind_onset(residual, reply_segs, noise_region, fs, snr_db, y)
+        base["segments"][0][0] = onset / fs  # one onset: the refined one
         if confidence < opt.min_confidence:
             return _discarded(
                 base,
@@ -433,34 +449,69 @@ def _reply_free_until(ear: np.ndarray, speech_end: int, fs: int, limit_s: float 
 
 def _leakage_floor(
     residual: np.ndarray, leak: LeakageFit, fit_lo: int, fit_hi: int, fs: int
-) -> np.ndarray:
-    """Per-sample power below which ear sound is taken for the leakage's residue.
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Power below which ear sound is taken for the leakage's residue, per sample index.
 
     Up to the end of the fit region it is the residual's loud level there (90th percentile
     of 10 ms frames, in the speech band); after that it decays at the room's rate (from the
     fitted late response, else 200 dB/s), so the room ringing down is not mistaken for an
-    early reply.
+    early reply. Returned as a function so it is only evaluated where it is needed.
     """
     band = speech_band(residual[fit_lo:fit_hi], fs)
     p = frame_power(band, int(0.01 * fs), int(0.0025 * fs))
-    profile = np.zeros(len(residual))
-    if p.size == 0:
-        return profile
-    level = float(np.quantile(p, 0.9))
-    profile[fit_lo:fit_hi] = level
+    level = float(np.quantile(p, 0.9)) if p.size else 0.0
     rate = _decay_db_per_s(leak.late_response, leak.late_rate_hz) or 200.0
-    t = np.arange(len(residual) - fit_hi) / fs
-    profile[fit_hi:] = level * 10 ** (-rate * t / 10)
+
+    def profile(index: np.ndarray) -> np.ndarray:
+        t = np.maximum(index - fit_hi, 0) / fs
+        out = level * 10 ** (-rate * t / 10)
+        out[index < fit_lo] = 0.0
+        return out
+
     return profile
 
 
-def _onset_confidence(y: np.ndarray, onset: int, fs: int, snr_db: float) -> float:
-    """0..1 from how far the reply stands above what was just before it, and above the floor.
+def _blind_onset(
+    residual: np.ndarray,
+    reply_segs: list[Segment],
+    noise_region: tuple[int, int],
+    fs: int,
+    snr_db: float,
+    band: np.ndarray,
+) -> tuple[float, float]:
+    """(onset in samples, confidence) of the first reply segment, refined in noise.
 
-    The onset's contrast (energy in the 20 ms after it over the 40 ms before it, leaving out
-    5 ms either side) and the reply's SNR both map linearly from 6 dB (0) to 30 dB (1); the
-    smaller one wins.
+    With a noise-only lead-in, the onset is re-timed on the SNR-weighted filterbank
+    statistic (harness.signal.bands), which sees a soft onset through noise that
+    broadband energy misses; without one, the broadband refinement stands.
     """
+    first = reply_segs[0]
+    regions = [(int(s.start), int(min(s.end, s.start + fs))) for s in reply_segs[:3]]
+    fb = filterbank(fs)
+    bw = band_weights(residual, fb, noise_region, regions)
+    if bw is None:
+        return first.start, _onset_confidence(band, int(first.start), fs, snr_db)
+    onset, contrast = refine_boundary(residual, int(first.start), fb, bw, search_before_s=0.1)
+    return onset, _blind_confidence(contrast, snr_db)
+
+
+def _blind_confidence(contrast_db: float, snr_db: float) -> float:
+    """0..1 for a blind onset, from how far the reply stands above the noise.
+
+    A reply's first sound is often soft (an /h/, an /s/, a breath), 15-25 dB below its
+    vowels; the less SNR there is, the more of it can hide in the noise, and the onset found
+    is then the first loud sound, tens of ms late however sharp it looks (the benchmark
+    shows 35-60 ms at 10 dB SNR). So the SNR sets the confidence: 12 dB -> 0, 30 dB -> 1.
+    The onset's contrast (the 20 ms after it over the 40 ms before it) only vetoes: under
+    6 dB the "onset" is a bump in the noise, not the start of a reply.
+    """
+    by_snr = (snr_db - 12.0) / 18.0
+    by_contrast = contrast_db / 6.0 - 0.5
+    return float(np.clip(min(by_snr, by_contrast), 0.0, 1.0))
+
+
+def _onset_confidence(y: np.ndarray, onset: int, fs: int, snr_db: float) -> float:
+    """Blind confidence from the broadband band `y` (no noise-only lead-in to weight bands)."""
     after = y[onset + int(0.005 * fs) : onset + int(0.025 * fs)]
     before = y[max(0, onset - int(0.045 * fs)) : max(0, onset - int(0.005 * fs))]
     if after.size == 0:
@@ -468,8 +519,7 @@ def _onset_confidence(y: np.ndarray, onset: int, fs: int, snr_db: float) -> floa
     p_after = float(np.mean(after**2))
     p_before = float(np.mean(before**2)) if before.size else 0.0
     contrast_db = 10 * math.log10(max(p_after, 1e-20) / max(p_before, p_after * 1e-6, 1e-20))
-    score = min(contrast_db, snr_db)
-    return float(np.clip((score - 6.0) / 24.0, 0.0, 1.0))
+    return _blind_confidence(contrast_db, snr_db)
 
 
 def _locate_reply(
@@ -492,7 +542,7 @@ def _locate_reply(
         )
     lag = refine_lag(ear, head, m.lag_samples)
     drift = fit_drift(ear, body, lag, fs) if len(body) >= 1.2 * fs else None
-    if drift is not None and drift.windows >= 3:
+    if drift is not None and drift.windows >= 3 and drift.residual_samples < 1.0:
         base["reply_drift_ppm"] = drift.drift_ppm
         lag = drift.lag_at_start
     return lag, _reply_confidence(m.psr_db)
@@ -521,10 +571,12 @@ def _barge_in(
     clip = _mono(clip)
     if clip_rate != fs:
         clip = _resample(clip, clip_rate, fs)
-    clip_act = detect_activity(clip, fs)
-    if not clip_act.segments:
-        raise InputError("the barge-in clip holds no speech")
-    clip_start, clip_end = clip_act.segments[0].start, clip_act.segments[-1].end
+    if not np.any(clip):
+        raise InputError("the barge-in clip holds no sound")
+    # A clean recording: its speech starts at its first sample within 50 dB of the peak
+    # (the same rule as for a reply reference) and ends at its last.
+    clip_start = _first_sound(clip, -50.0)
+    clip_end = len(clip) - _first_sound(clip[::-1], -50.0)
     m = locate(ref, clip, fs, search=(int(stim_lag) + 1, len(ref)))
     if m.confidence < 0.5:
         return {

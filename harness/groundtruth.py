@@ -9,8 +9,9 @@ mouth at a known time after the reply started, and the DUT's output is cut a kno
 after that, then it answers.
 
 The truth is defined on the DUT's output: the reply audio starts at its labelled speech start
-(it is cut there), so the first acoustic event at the ear is the first reply sample arriving
-over the direct path. docs/measurement.md states the same definition from the analysis side.
+(it is cut there), and its first sound is its first sample within 50 dB of its peak; the
+first acoustic event at the ear is that sample arriving over the direct path.
+docs/measurement.md states the same definition from the analysis side.
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ def _room_rirs(
     """
     import pyroomacoustics as pra
 
+    # pyroomacoustics high-passes each RIR with a zero-phase filter, which puts a faint
+    # echo of the direct sound *before* it; a real room is causal.
+    pra.constants.set("rir_hpf_enable", False)
     room_dim = [float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.5, 5.5)), 2.8]
     e_absorption, max_order = pra.inverse_sabine(rt60_s, room_dim)
     room = pra.ShoeBox(
@@ -303,11 +307,16 @@ def make_turn(
     if condition.pcm16:
         capture = np.round(capture * 32767) / 32767
 
-    onset_s = (dut_start + direct) / fs
+    # The reply's first sound is its first sample within 50 dB of its peak (the rule the
+    # analysis uses for a reply reference; the cut at the label leaves it within a sample
+    # or two of the cut).
+    mag = np.abs(r)
+    first = int(np.argmax(mag >= mag.max() * 10 ** (-50 / 20))) if mag.size else 0
+    onset = dut_start + first + direct
     truth = Truth(
         speech_end_s=speech_end / fs,
-        reply_onset_s=onset_s,
-        ttfa_ms=(dut_start + direct - speech_end) / fs * 1000,
+        reply_onset_s=onset / fs,
+        ttfa_ms=(onset - speech_end) / fs * 1000,
     )
     if clip is not None:
         stop = dut_start + stop_at_dut + direct

@@ -20,6 +20,8 @@ Everything here takes arrays and returns values; no files, no clocks.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +69,13 @@ class NoiseFloor:
         return float(10 * np.log10(max(self.power, 1e-20)))
 
 
+@functools.lru_cache(maxsize=8)
+def _speech_sos(sample_rate_hz: int) -> np.ndarray:
+    lo, hi = SPEECH_BAND_HZ
+    hi = min(hi, 0.45 * sample_rate_hz)
+    return ss.butter(2, [lo, hi], btype="bandpass", fs=sample_rate_hz, output="sos")
+
+
 def speech_band(x: np.ndarray, sample_rate_hz: int, *, backward: bool = False) -> np.ndarray:
     """Band-pass of `x` (1-D) to the speech band; float64 out, same length.
 
@@ -75,9 +84,7 @@ def speech_band(x: np.ndarray, sample_rate_hz: int, *, backward: bool = False) -
     onset several ms earlier. `backward=True` runs the same filter in reverse time, which
     never puts energy after an end: use it to time ends.
     """
-    lo, hi = SPEECH_BAND_HZ
-    hi = min(hi, 0.45 * sample_rate_hz)
-    sos = ss.butter(2, [lo, hi], btype="bandpass", fs=sample_rate_hz, output="sos")
+    sos = _speech_sos(int(sample_rate_hz))
     x = np.asarray(x, dtype=np.float64)
     if backward:
         return ss.sosfilt(sos, x[::-1])[::-1]
@@ -151,25 +158,19 @@ def find_segments(
     min_segment_frames: int,
 ) -> list[Segment]:
     """Hysteresis segmentation of a frame-power envelope; boundaries in samples (frame grid)."""
-    above_low = power > low
-    above_high = power > high
+    above_low = np.asarray(power > low)
+    above_high = np.asarray(power > high)
+    # Runs of frames above `low` that hold at least one frame above `high`.
+    d = np.diff(np.concatenate(([0], above_low.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1  # inclusive ends
+    high_cum = np.concatenate(([0], np.cumsum(above_high)))
+    keep = high_cum[ends + 1] - high_cum[starts] > 0
     segments: list[list[int]] = []
-    i, n = 0, len(power)
-    while i < n:
-        if not above_high[i]:
-            i += 1
-            continue
-        s = i
-        while s > 0 and above_low[s - 1]:
-            s -= 1
-        e = i
-        while e + 1 < n and above_low[e + 1]:
-            e += 1
+    for s, e in zip(starts[keep].tolist(), ends[keep].tolist(), strict=True):
         if segments and s - segments[-1][1] <= min_gap_frames:
             segments[-1][1] = e
         else:
             segments.append([s, e])
-        i = e + 1
     out = []
     for s, e in segments:
         if e - s + 1 >= min_segment_frames:
@@ -231,7 +232,7 @@ def detect_activity(
     floor: NoiseFloor | None = None,
     min_gap_s: float = 0.15,
     min_segment_s: float = 0.03,
-    floor_profile: np.ndarray | None = None,
+    floor_profile: Callable[[np.ndarray], np.ndarray] | None = None,
     noise_region: tuple[int, int] | None = None,
 ) -> Activity:
     """Segments of sound in `x` (1-D, raw), with sample-accurate boundaries.
@@ -240,13 +241,13 @@ def detect_activity(
     only noise, when it is at least 150 ms long; else to the quietest fifth of `x`'s frames
     (in the speech band). Onsets are
     timed on the forward-filtered band, ends on the backward-filtered one (see speech_band).
-    `floor_profile`, one power per sample of `x`, raises the floor where something known is
-    in the way (the residue of the mouth's leakage while the user speaks and while the room
-    still rings after): the floor used at each frame is the larger of the two.
+    `floor_profile`, a power for each sample index it is given, raises the floor where
+    something known is in the way (the residue of the mouth's leakage while the user speaks
+    and while the room still rings after): the floor used at each frame is the larger of
+    the two.
     """
     fs = sample_rate_hz
     y = speech_band(x, fs)
-    y_back = speech_band(x, fs, backward=True)
     frame, hop = max(1, int(FRAME_S * fs)), max(1, int(HOP_S * fs))
     power = frame_power(y, frame, hop)
     if floor is None:
@@ -258,7 +259,7 @@ def detect_activity(
     high, low = thresholds(floor)
     if floor_profile is not None and power.size:
         starts = np.arange(len(power)) * hop + frame // 2
-        local = np.maximum(floor_profile[np.minimum(starts, len(floor_profile) - 1)], floor.power)
+        local = np.maximum(floor_profile(starts), floor.power)
         high = high * local / floor.power
         low = low * local / floor.power
     coarse = find_segments(
@@ -275,7 +276,12 @@ def detect_activity(
         # The coarse start is the first frame above `low`; its window may begin up to a
         # frame before the true onset, so refine around the middle of that first frame.
         start = refine_onset(y, int(seg.start) + frame // 2, fs, floor.power)
-        end = refine_offset(y_back, int(seg.end) - frame // 2, fs, floor.power)
+        # Ends are timed on the band filtered backwards in time, computed locally: 250 ms
+        # after the end lets the reversed filter settle before it reaches the end.
+        e_approx = int(seg.end) - frame // 2
+        lo, hi = max(0, e_approx - int(0.2 * fs)), min(len(x), e_approx + int(0.25 * fs))
+        local = speech_band(x[lo:hi], fs, backward=True)
+        end = lo + refine_offset(local, e_approx - lo, fs, floor.power)
         if end > start:
             refined.append(Segment(start, end))
     return Activity(tuple(refined), floor, y)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
-import scipy.signal as ss
 
 # Above this many samples, search on a decimated copy first and refine at full rate.
 _COARSE_MIN_SAMPLES = 200_000
 _COARSE_FACTOR = 6
+_COARSE_MIN_TEMPLATE_S = 0.1
 # Main lobe exclusion when looking for the strongest competing peak.
 _SIDELOBE_EXCLUSION_S = 0.004
 
@@ -82,6 +82,13 @@ def _normalised(signal: np.ndarray, template: np.ndarray) -> np.ndarray:
     return out
 
 
+def _decimate(x: np.ndarray, q: int) -> np.ndarray:
+    """x averaged over blocks of q samples: a crude but cheap anti-aliased decimation,
+    good enough to find a correlation peak that the full-rate pass then pins down."""
+    n = len(x) // q
+    return x[: n * q].reshape(n, q).mean(axis=1)
+
+
 def _refine_peak(corr: np.ndarray, k: int) -> float:
     """Sub-sample peak position by fitting a parabola through the three samples around k."""
     if k <= 0 or k >= len(corr) - 1:
@@ -130,14 +137,20 @@ def locate(
 
     region_hi = min(len(signal), hi + len(template))
     region = signal[lo:region_hi]
-    if len(region) >= _COARSE_MIN_SAMPLES and sample_rate_hz >= 8000 * _COARSE_FACTOR // 2:
+    coarse_ok = (
+        len(region) >= _COARSE_MIN_SAMPLES
+        and sample_rate_hz >= 8000 * _COARSE_FACTOR // 2
+        # A short template keeps too little after decimation to be found reliably.
+        and len(template) >= _COARSE_MIN_TEMPLATE_S * sample_rate_hz
+    )
+    if coarse_ok:
         # Coarse pass at sample_rate/6 (8 kHz for 48 kHz), anti-aliased, then a full-rate
         # pass in a small window around the coarse peak.
         q = _COARSE_FACTOR
-        coarse = _normalised(ss.resample_poly(region, 1, q), ss.resample_poly(template, 1, q))[
-            : max(1, (hi - lo) // q)
-        ]
+        coarse = _normalised(_decimate(region, q), _decimate(template, q))
+        coarse = coarse[: max(1, (hi - lo) // q)]
         kc = int(np.argmax(np.abs(coarse)))
+        coarse_peak = float(abs(coarse[kc]))
         sidelobe = _sidelobe(coarse, kc, max(2, exclusion // q))
         centre = lo + kc * q
         margin = 4 * q
@@ -145,9 +158,12 @@ def locate(
         fine = _normalised(signal[flo : min(len(signal), fhi + len(template))], template)
         fine = fine[: fhi - flo]
         kf = int(np.argmax(np.abs(fine)))
-        sign = np.sign(fine[kf]) or 1.0
-        lag = flo + _refine_peak(sign * fine, kf)
-        return Match(lag, float(abs(fine[kf])), sidelobe)
+        # The coarse pass keeps only what survives decimation (below ~4 kHz); if the peak
+        # it found does not hold up at full rate, search the whole region at full rate.
+        if abs(fine[kf]) >= 0.5 * coarse_peak or abs(fine[kf]) >= 0.9:
+            sign = np.sign(fine[kf]) or 1.0
+            lag = flo + _refine_peak(sign * fine, kf)
+            return Match(lag, float(abs(fine[kf])), sidelobe)
 
     corr = _normalised(region, template)[: hi - lo]
     k = int(np.argmax(np.abs(corr)))
@@ -157,46 +173,65 @@ def locate(
 
 
 def refine_lag(
-    signal: np.ndarray, template: np.ndarray, lag_samples: float, *, radius: int = 2
+    signal: np.ndarray,
+    template: np.ndarray,
+    lag_samples: float,
+    *,
+    radius: int = 2,
+    max_samples: int = 48000,
 ) -> float:
     """Sub-sample lag of `template` in `signal` near `lag_samples`, by band-limited interpolation.
 
     Evaluates the cross-correlation at fractional lags in the frequency domain (exact for
-    band-limited signals) and maximises it in [lag - radius, lag + radius]. More accurate
-    than a parabola when the correlation peak is narrow (wide-band signals).
+    band-limited signals) and maximises its magnitude in [lag - radius, lag + radius]: a
+    quarter-sample grid, then Newton steps. More accurate than a parabola when the
+    correlation peak is narrow (wide-band signals). Uses the loudest `max_samples` of the
+    template.
     """
+    tpl = np.asarray(template, dtype=np.float64)
+    # A second of the template pins a sub-sample lag as well as the whole of it does, at a
+    # fraction of the cost: use the loudest second.
+    offset = 0
+    if len(tpl) > max_samples:
+        block = max_samples // 8
+        n_blocks = len(tpl) // block
+        blocks = np.sum(tpl[: n_blocks * block].reshape(n_blocks, block) ** 2, axis=1)
+        window = np.convolve(blocks, np.ones(8), mode="valid")
+        offset = min(int(np.argmax(window)) * block, len(tpl) - max_samples)
+        tpl = tpl[offset : offset + max_samples]
+    lag_samples = lag_samples + offset
     start = int(np.floor(lag_samples)) - radius - 8
     start = max(0, start)
-    seg = np.asarray(signal[start : start + len(template) + 2 * radius + 16], dtype=np.float64)
-    tpl = np.asarray(template, dtype=np.float64)
+    seg = np.asarray(signal[start : start + len(tpl) + 2 * radius + 16], dtype=np.float64)
     n = sfft.next_fast_len(len(seg) + len(tpl), real=True)
     cross = sfft.rfft(seg, n) * np.conj(sfft.rfft(tpl, n))
-    freqs = np.arange(len(cross)) / n
+    w = np.full(len(cross), 2.0)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    cross = w * cross / n
+    omega = 2 * np.pi * np.arange(len(cross)) / n
 
-    def corr_at(tau: float) -> float:
-        # Correlation at fractional lag tau (relative to seg start): sum of cross * e^{j2pi f tau}.
-        phase = np.exp(2j * np.pi * freqs * tau)
-        w = np.full(len(cross), 2.0)
-        w[0] = 1.0
-        if n % 2 == 0:
-            w[-1] = 1.0
-        return float(np.real(np.sum(w * cross * phase)) / n)
+    def derivatives(tau: float) -> tuple[float, float]:
+        # c(tau) = Re sum cross e^{j omega tau}; Newton on c'(tau) = 0 needs c' and c''.
+        z = cross * np.exp(1j * omega * tau)
+        return float(np.real(np.sum(1j * omega * z))), float(np.real(np.sum(-(omega**2) * z)))
 
     centre = lag_samples - start
-    # Golden-section search on a bracket around the coarse lag.
-    a, b = centre - 1.0, centre + 1.0
-    g = (np.sqrt(5) - 1) / 2
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = corr_at(c), corr_at(d)
-    for _ in range(40):
-        if fc > fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = corr_at(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = corr_at(d)
-        if b - a < 1e-4:
+    # Start Newton from the best point of a quarter-sample grid over +-radius, on the side
+    # of the peak's polarity (an inverted speaker or preamp gives a negative peak).
+    grid = centre + np.arange(-4 * radius, 4 * radius + 1) / 4
+    values = np.real(np.exp(1j * np.outer(grid, omega)) @ cross)
+    sign = 1.0 if values[np.argmax(np.abs(values))] >= 0 else -1.0
+    tau = float(grid[np.argmax(sign * values)])
+    for _ in range(8):
+        d1, d2 = derivatives(tau)
+        d1, d2 = sign * d1, sign * d2
+        if d2 >= 0:  # not near a maximum: keep the grid point
             break
-    return start + (a + b) / 2
+        step = float(np.clip(-d1 / d2, -0.25, 0.25))
+        tau += step
+        if abs(step) < 1e-4:
+            break
+    tau = float(np.clip(tau, centre - radius, centre + radius))
+    return start + tau - offset

@@ -25,12 +25,14 @@ class DriftFit:
     drift_ppm: stretch of the signal relative to the template, parts per million (+ = longer).
     residual_samples: RMS of the windows' lags around the line (the fit's own noise).
     windows: how many windows were located confidently.
+    stderr_ppm: standard error of drift_ppm (a drift within 3 of these is not established).
     """
 
     lag_at_start: float
     drift_ppm: float
     residual_samples: float
     windows: int
+    stderr_ppm: float = 0.0
 
 
 def fit_drift(
@@ -45,9 +47,36 @@ def fit_drift(
 ) -> DriftFit | None:
     """Fit offset and drift of `template` inside `signal`, starting from `approx_lag`.
 
-    Returns None when fewer than three windows could be located with confidence (a short
-    or mostly silent template): then drift cannot be told apart from noise.
+    Windows of `window_s` first; if too few lock on (a broadband template smears by several
+    samples over 0.4 s at a few hundred ppm and stops correlating), again with windows a
+    quarter as long. Returns None when fewer than three windows could be located with
+    confidence (a short or mostly silent template): then drift cannot be told from noise.
     """
+    fit = _fit_drift(
+        signal, template, approx_lag, sample_rate_hz, window_s, max_drift_ppm, min_confidence
+    )
+    if fit is None and window_s >= 0.1:
+        fit = _fit_drift(
+            signal,
+            template,
+            approx_lag,
+            sample_rate_hz,
+            window_s / 4,
+            max_drift_ppm,
+            min_confidence,
+        )
+    return fit
+
+
+def _fit_drift(
+    signal: np.ndarray,
+    template: np.ndarray,
+    approx_lag: float,
+    sample_rate_hz: int,
+    window_s: float,
+    max_drift_ppm: float,
+    min_confidence: float,
+) -> DriftFit | None:
     fs = sample_rate_hz
     win = max(64, int(window_s * fs))
     n_windows = len(template) // win
@@ -66,7 +95,8 @@ def fit_drift(
         if m.peak < min_confidence + m.sidelobe * 0.5 or m.confidence < min_confidence:
             continue
         lag = refine_lag(signal, piece, m.lag_samples)
-        centres.append(i * win)
+        # A stretched window matches best at its middle: its lag belongs to its centre.
+        centres.append(i * win + win / 2)
         lags.append(lag - i * win)
         weights.append(m.peak**2)
     if len(centres) < 3:
@@ -74,9 +104,9 @@ def fit_drift(
     t = np.asarray(centres, dtype=np.float64)
     y = np.asarray(lags)
     w = np.asarray(weights)
-    # Weighted least squares, then one pass that drops windows far off the line (a window
-    # that locked on to a repeated syllable).
-    for _ in range(2):
+    # Weighted least squares; windows far off the line (one that locked on to a repeated
+    # syllable) are dropped and the line refitted.
+    for _ in range(3):
         a_mat = np.stack([np.ones_like(t), t], axis=1) * np.sqrt(w)[:, None]
         coef, *_ = np.linalg.lstsq(a_mat, y * np.sqrt(w), rcond=None)
         resid = y - (coef[0] + coef[1] * t)
@@ -84,9 +114,15 @@ def fit_drift(
         if keep.all() or keep.sum() < 3:
             break
         t, y, w = t[keep], y[keep], w[keep]
-    # lag(i*win) was measured as (lag_i - i*win) = offset + drift*(i*win)
-    rms = float(np.sqrt(np.mean(resid**2))) if resid.size else 0.0
-    return DriftFit(float(coef[0]), float(coef[1] * 1e6), rms, int(len(t)))
+    # Window i was measured as (lag_i - i*win) = offset + drift * (i*win + win/2).
+    rms = float(np.sqrt(np.mean(resid**2)))
+    spread_t = float(np.sqrt(np.sum((t - t.mean()) ** 2)))
+    # Standard error of the slope; a floor of 0.05 samples of lag noise per window keeps a
+    # three-window fit that happens to lie on a line from claiming infinite certainty.
+    dof = max(1, len(t) - 2)
+    sigma = max(rms * np.sqrt(len(t) / dof), 0.05)
+    stderr_ppm = sigma / spread_t * 1e6 if spread_t > 0 else float("inf")
+    return DriftFit(float(coef[0]), float(coef[1] * 1e6), rms, len(t), stderr_ppm)
 
 
 def correct_drift(x: np.ndarray, drift_ppm: float) -> np.ndarray:

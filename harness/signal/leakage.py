@@ -78,11 +78,36 @@ def fit_leakage(
         return None
 
 
-def _predict(ref: np.ndarray, h: np.ndarray, pre_samples: int, length: int) -> np.ndarray:
-    """ref filtered by h (tap 0 at lag -pre_samples), `length` samples long."""
-    out = ss.oaconvolve(np.asarray(ref, dtype=np.float64), h)[pre_samples : pre_samples + length]
-    if len(out) < length:
-        out = np.pad(out, (0, length - len(out)))
+def _active_extent(ref: np.ndarray) -> tuple[int, int]:
+    """[first, last] sample of ref within 80 dB of its peak (where anything was played)."""
+    if ref.size == 0:
+        return (0, 0)
+    a = np.abs(ref)
+    mask = a > a.max() * 1e-4
+    if not mask.any():
+        return (0, 0)
+    return int(np.argmax(mask)), len(mask) - int(np.argmax(mask[::-1]))
+
+
+def _predict(
+    ref: np.ndarray, h: np.ndarray, pre_samples: int, length: int, extent: tuple[int, int]
+) -> np.ndarray:
+    """ref filtered by h (tap 0 at lag -pre_samples), `length` samples long.
+
+    Only the stretch where ref holds sound (plus the filter's length) is filtered: the rest
+    of a long capture predicts no leakage at all, and costs nothing.
+    """
+    out = np.zeros(length)
+    first, last = extent
+    if last <= first:
+        return out
+    lo = max(0, first - len(h))
+    seg = ss.oaconvolve(np.asarray(ref[lo:last], dtype=np.float64), h)
+    # seg[k] is the prediction for sample lo + k - pre_samples.
+    start = lo - pre_samples
+    a, b = max(0, start), min(length, start + len(seg))
+    if b > a:
+        out[a:b] = seg[a - start : b - start]
     return out
 
 
@@ -93,7 +118,7 @@ def remove_leakage(
     sample_rate_hz: int,
     *,
     response_s: float = 0.08,
-    late_response_s: float = 0.4,
+    late_response_s: float = 0.3,
     late_rate_hz: int = 16000,
     pre_samples: int = 16,
 ) -> tuple[np.ndarray, LeakageFit]:
@@ -116,7 +141,8 @@ def remove_leakage(
     ear64 = np.asarray(ear, dtype=np.float64)
     if h is None:
         return ear64, LeakageFit(np.zeros(0), pre_samples, 0.0, -np.inf)
-    predicted = _predict(ref, h, pre_samples, len(ear64))
+    extent = _active_extent(ref)
+    predicted = _predict(ref, h, pre_samples, len(ear64), extent)
     seg_ear = ear64[lo:hi]
     e_ear = float(np.dot(seg_ear, seg_ear)) + 1e-30
     e_pred = float(np.dot(predicted[lo:hi], predicted[lo:hi])) + 1e-30
@@ -135,13 +161,20 @@ def remove_leakage(
     if late_response_s > response_s and late_taps > taps // q:
         # Stage 2 at the lower rate, on the stage-1 residual. The decimated ref includes
         # everything played (barge-in clips too), so the prediction covers them as well.
-        ref_d = ss.resample_poly(ref, 1, q) if q > 1 else np.asarray(ref, dtype=np.float64)
-        res_d = ss.resample_poly(residual, 1, q) if q > 1 else residual
-        h2 = fit_leakage(res_d, ref_d, (lo // q, hi // q), taps=late_taps, pre_samples=0)
+        # Work on the stretch where the mouth played (plus the late response) only.
+        first, last = extent
+        w_lo = (max(0, min(first, lo) - late_taps * q) // q) * q
+        w_hi = min(len(ear64), max(last, hi) + late_taps * q)
+        ref_d = ss.resample_poly(ref[w_lo:w_hi], 1, q) if q > 1 else ref[w_lo:w_hi]
+        res_d = ss.resample_poly(residual[w_lo:w_hi], 1, q) if q > 1 else residual[w_lo:w_hi]
+        span = ((lo - w_lo) // q, (hi - w_lo) // q)
+        h2 = fit_leakage(res_d, ref_d, span, taps=late_taps, pre_samples=0)
         if h2 is not None:
-            late = _predict(ref_d, h2, 0, len(res_d))
-            late = ss.resample_poly(late, q, 1)[: len(ear64)] if q > 1 else late
-            late = np.pad(late, (0, len(ear64) - len(late)))
+            late_d = _predict(ref_d, h2, 0, len(res_d), (0, len(ref_d)))
+            late_w = ss.resample_poly(late_d, q, 1) if q > 1 else late_d
+            late = np.zeros(len(ear64))
+            n = min(len(late_w), w_hi - w_lo)
+            late[w_lo : w_lo + n] = late_w[:n]
             candidate = residual - late
             e_cand = float(np.dot(candidate[lo:hi], candidate[lo:hi])) + 1e-30
             if e_cand < e_res * 10 ** (-1 / 10):  # keep it only if it helps (>= 1 dB)

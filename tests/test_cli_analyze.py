@@ -1,0 +1,285 @@
+"""`tympan analyze` end to end: WAV files in, one JSON object (or a summary) out.
+
+Captures are synthetic turns (harness.groundtruth.make_turn) written with soundfile, run
+through `python -m harness.cli analyze` in a subprocess. Bad input must end with exit
+status 2 and one line on stderr, "tympan: error: ...", naming the file, never a traceback.
+
+Every command runs once, all of them concurrently, in a module fixture (each process pays
+~1 s of imports); the tests then read the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from harness.corpus import Corpus
+from harness.groundtruth import Condition, make_turn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BARGE_IN_KEYS = {"barge_in_onset_s", "stop_latency_ms", "residual_ms"}
+
+
+@dataclass(frozen=True)
+class Run:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        lines = self.stdout.strip().splitlines()
+        assert len(lines) == 1, self.stdout
+        return json.loads(lines[0])
+
+
+def _write(path: Path, x: np.ndarray, rate: int, subtype: str = "FLOAT") -> str:
+    sf.write(str(path), x, rate, subtype=subtype, format="WAV")
+    return str(path)
+
+
+def _speech(sources, name: str):
+    return next(s for s in sources.questions if s.name == name)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, sources) -> dict:
+    """Every input file the commands below need, and the truths to check against."""
+    d = tmp_path_factory.mktemp("analyze")
+    f: dict = {"dir": d}
+
+    rng = np.random.default_rng(1)
+    user, reply, _, _ = sources.pick_turn(rng)
+    a = make_turn(Condition("clean"), user, reply, rng)
+    f["float"] = _write(d / "capture_float.wav", a.capture, 48000, "FLOAT")
+    f["stim"] = _write(d / "stimulus.wav", a.stimulus, 48000)
+    f["reply"] = _write(d / "reply.wav", a.reply, 48000)
+    f["speech_end"] = a.speech_end_s
+    f["truth"] = a.truth
+    f["mono"] = _write(d / "mono.wav", a.capture[:, 0], 48000)
+    f["zeros"] = _write(d / "zeros.wav", np.zeros((48000, 2)), 48000, "PCM_16")
+    nan = a.capture.astype(np.float32).copy()
+    nan[1234, 1] = np.nan
+    f["nan"] = _write(d / "nan.wav", nan, 48000, "FLOAT")
+    text = d / "x.wav"
+    text.write_text("this is not audio\n")
+    f["text"] = str(text)
+
+    rng = np.random.default_rng(2)
+    user, reply, _, _ = sources.pick_turn(rng)
+    b = make_turn(Condition("pcm16", pcm16=True), user, reply, rng)
+    f["pcm16"] = _write(d / "capture_pcm16.wav", b.capture, 48000, "PCM_16")
+    f["pcm16_stim"] = _write(d / "stimulus_b.wav", b.stimulus, 48000)
+    f["pcm16_speech_end"] = b.speech_end_s
+    f["pcm16_truth"] = b.truth
+
+    rng = np.random.default_rng(3)
+    user, reply, _, answer = sources.pick_turn(rng)
+    clip = next(c for c in sources.clips if c.name == "bi02_wait_actually")
+    c = make_turn(
+        Condition("barge", sample_rate_hz=16000, barge_in=True),
+        user,
+        reply,
+        rng,
+        barge_clip=clip,
+        answer=answer,
+    )
+    f["barge"] = _write(d / "capture_barge.wav", c.capture, 16000)
+    f["barge_stim"] = _write(d / "stimulus_c.wav", c.stimulus, 16000)
+    f["barge_clip"] = _write(d / "clip.wav", c.barge_in_clip, 16000)
+    f["barge_speech_end"] = c.speech_end_s
+
+    # A corpus file as the stimulus, no --speech-end: the corpus label is used.
+    corpus = Corpus.load()
+    rng = np.random.default_rng(4)
+    user = _speech(sources, "sq01_time")
+    e = make_turn(Condition("corpus"), user, _speech(sources, "sq10_paris"), rng)
+    f["corpus_capture"] = _write(d / "capture_corpus.wav", e.capture, 48000)
+    f["corpus_stim"] = str(corpus.by_id("sq01_time").path)
+    f["corpus_truth"] = e.truth
+
+    # A 16 kHz stimulus (not a corpus file) for a 48 kHz capture.
+    user = _speech(sources, "sq03_timer")
+    assert user.sample_rate_hz == 16000
+    g = make_turn(Condition("rates"), user, _speech(sources, "sq13_everest"), rng)
+    f["rates_capture"] = _write(d / "capture_48k.wav", g.capture, 48000)
+    f["rates_stim"] = _write(d / "stimulus_16k.wav", user.samples, 16000)
+    f["rates_speech_end"] = user.speech_end_s
+    f["rates_truth"] = g.truth
+    return f
+
+
+def _commands(f: dict) -> dict[str, list[str]]:
+    d = f["dir"]
+    good = [f["float"], "--stimulus", f["stim"], "--speech-end", str(f["speech_end"])]
+    return {
+        "json": [*good, "--json"],
+        "summary": good,
+        "reply_reference": [*good, "--reply-reference", f["reply"], "--json"],
+        "pcm16": [
+            f["pcm16"],
+            "--stimulus",
+            f["pcm16_stim"],
+            "--speech-end",
+            str(f["pcm16_speech_end"]),
+            "--json",
+        ],
+        "barge_in": [
+            f["barge"],
+            "--stimulus",
+            f["barge_stim"],
+            "--speech-end",
+            str(f["barge_speech_end"]),
+            "--barge-in",
+            f["barge_clip"],
+            "--json",
+        ],
+        "corpus_label": [f["corpus_capture"], "--stimulus", f["corpus_stim"], "--json"],
+        "resampled": [
+            f["rates_capture"],
+            "--stimulus",
+            f["rates_stim"],
+            "--speech-end",
+            str(f["rates_speech_end"]),
+            "--json",
+        ],
+        # Bad input, each with the file the message must name.
+        "missing_capture": [str(d / "nope.wav"), "--stimulus", f["stim"]],
+        "missing_stimulus": [f["float"], "--stimulus", str(d / "nostim.wav")],
+        "one_channel": [f["mono"], "--stimulus", f["stim"]],
+        "ear_channel_5": [f["float"], "--stimulus", f["stim"], "--ear-channel", "5"],
+        "all_zero": [f["zeros"], "--stimulus", f["stim"]],
+        "nan": [f["nan"], "--stimulus", f["stim"]],
+        "speech_end_past_end": [f["float"], "--stimulus", f["stim"], "--speech-end", "99"],
+        "not_audio": [f["text"], "--stimulus", f["stim"]],
+    }
+
+
+BAD_INPUT = {
+    # case -> key in `files` of the file the message must name
+    "missing_capture": None,  # the path itself, below
+    "missing_stimulus": None,
+    "one_channel": "mono",
+    "ear_channel_5": "float",
+    "all_zero": "zeros",
+    "nan": "nan",
+    "speech_end_past_end": "stim",
+    "not_audio": "text",
+}
+
+
+@pytest.fixture(scope="module")
+def runs(files, tmp_path_factory) -> dict[str, Run]:
+    """Run every command once (three at a time) with HOME in a temporary folder."""
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "HOME": str(home)}
+
+    def run(argv: list[str]) -> Run:
+        cmd = [sys.executable, "-m", "harness.cli", "analyze", *argv]
+        p = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        return Run(tuple(argv), p.returncode, p.stdout, p.stderr)
+
+    commands = _commands(files)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(zip(commands, pool.map(run, commands.values()), strict=True))
+    return done
+
+
+def _ok(r: Run) -> None:
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ---- measurements ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("case", "truth_key"), [("json", "truth"), ("pcm16", "pcm16_truth")])
+def test_json_ttfa_within_2ms(runs, files, case, truth_key):
+    """--json prints one JSON object whose ttfa_ms is within 2 ms of the truth (float32 and
+    16-bit PCM captures), with every contract key and no barge-in keys."""
+    r = runs[case]
+    _ok(r)
+    d = r.json()
+    assert d["discard"] is None
+    assert abs(d["ttfa_ms"] - files[truth_key].ttfa_ms) < 2.0, d
+    assert {"ttfa_ms", "confidence", "speech_end_s", "reply_onset_s", "reply_end_s"} <= set(d)
+    assert {"segments", "gaps_ms", "discard"} <= set(d)
+    assert not BARGE_IN_KEYS & set(d)
+    assert d["speech_end_s"] == pytest.approx(files[truth_key].speech_end_s, abs=1e-4)
+
+
+def test_reply_reference_within_0_1ms(runs, files):
+    """--reply-reference: ttfa_ms within 0.1 ms of the truth."""
+    r = runs["reply_reference"]
+    _ok(r)
+    d = r.json()
+    assert d["discard"] is None
+    assert abs(d["ttfa_ms"] - files["truth"].ttfa_ms) < 0.1, d
+
+
+def test_barge_in_adds_its_keys(runs):
+    """--barge-in adds barge_in_onset_s, stop_latency_ms and residual_ms (numbers here)."""
+    r = runs["barge_in"]
+    _ok(r)
+    d = r.json()
+    assert set(d) >= BARGE_IN_KEYS
+    assert all(isinstance(d[k], float) for k in BARGE_IN_KEYS), d
+
+
+def test_human_summary_without_json(runs):
+    """Without --json: a human summary that says TTFA, not JSON."""
+    r = runs["summary"]
+    _ok(r)
+    assert "TTFA" in r.stdout
+    assert not r.stdout.lstrip().startswith("{")
+
+
+def test_corpus_stimulus_uses_the_corpus_label(runs, files):
+    """A corpus file as --stimulus without --speech-end: the corpus label is used (noted)."""
+    r = runs["corpus_label"]
+    _ok(r)
+    assert "corpus" in r.stderr, r.stderr
+    d = r.json()
+    assert abs(d["ttfa_ms"] - files["corpus_truth"].ttfa_ms) < 2.0, d
+
+
+def test_stimulus_at_another_rate_is_resampled(runs, files):
+    """A 16 kHz stimulus for a 48 kHz capture works; stderr says it was resampled."""
+    r = runs["resampled"]
+    _ok(r)
+    assert "resampled" in r.stderr, r.stderr
+    d = r.json()
+    assert abs(d["ttfa_ms"] - files["rates_truth"].ttfa_ms) < 2.0, d
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(runs, files, case):
+    """Bad input: exit status 2, one stderr line 'tympan: error: ...' naming the file."""
+    r = runs[case]
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("tympan: error:"), r.stderr
+    key = BAD_INPUT[case]
+    named = (
+        str(files["dir"] / "nope.wav")
+        if case == "missing_capture"
+        else str(files["dir"] / "nostim.wav")
+        if case == "missing_stimulus"
+        else files[key]
+    )
+    assert named in lines[0], (named, lines[0])
+    assert r.stdout == ""

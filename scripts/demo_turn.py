@@ -70,7 +70,8 @@ def main() -> int:
     reply = out / "reply.wav"
     sf.write(capture, turn.capture, turn.sample_rate_hz, subtype="PCM_16")
     sf.write(reply, turn.reply, turn.sample_rate_hz, subtype="FLOAT")
-    print(f"simulated one turn ({condition.name}) -> {capture.relative_to(ROOT)}")
+    shown = capture.relative_to(ROOT) if capture.is_relative_to(ROOT) else capture
+    print(f"simulated one turn ({condition.name}) -> {shown}")
     path_ms = turn.truth.ttfa_ms - ttfa_ms
     print(f"  user: {user.transcript!r} ({user.id})")
     print(

@@ -48,4 +48,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install -q -e '.[test]'
     echo "$want" > "$stamp"
 fi
+# silero-vad ships the VAD's ONNX model, but its wheel depends on torch: install it without
+# dependencies (the agent runs the model with onnxruntime and never imports the package).
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("silero_vad") is None)'; then
+    echo "setup: installing silero-vad (model only, --no-deps)"
+    .venv/bin/python -m pip install -q --no-deps 'silero-vad>=5,<7'
+fi
 echo "setup: ready (.venv/bin/tympan)"

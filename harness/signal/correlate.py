@@ -184,7 +184,7 @@ def refine_lag(
 
     Evaluates the cross-correlation at fractional lags in the frequency domain (exact for
     band-limited signals) and maximises its magnitude in [lag - radius, lag + radius]: a
-    quarter-sample grid, then Newton steps. More accurate than a parabola when the
+    half-sample grid, then Newton steps. More accurate than a parabola when the
     correlation peak is narrow (wide-band signals). Uses the loudest `max_samples` of the
     template.
     """
@@ -218,9 +218,9 @@ def refine_lag(
         return float(np.real(np.sum(1j * omega * z))), float(np.real(np.sum(-(omega**2) * z)))
 
     centre = lag_samples - start
-    # Start Newton from the best point of a quarter-sample grid over +-radius, on the side
+    # Start Newton from the best point of a half-sample grid over +-radius, on the side
     # of the peak's polarity (an inverted speaker or preamp gives a negative peak).
-    grid = centre + np.arange(-4 * radius, 4 * radius + 1) / 4
+    grid = centre + np.arange(-2 * radius, 2 * radius + 1) / 2
     values = np.real(np.exp(1j * np.outer(grid, omega)) @ cross)
     sign = 1.0 if values[np.argmax(np.abs(values))] >= 0 else -1.0
     tau = float(grid[np.argmax(sign * values)])

@@ -1,0 +1,102 @@
+"""Each fault knob reproduces its mistake for real, and it shows in the events or audio."""
+
+from __future__ import annotations
+
+from tests.agent.conftest import ORACLE
+from tests.agent.helpers import converse, corpus_audio
+
+
+def oracle(*transcripts: str, **sections):
+    return ORACLE.replace(asr={"oracle_transcripts": transcripts}, **sections)
+
+
+def question(uid: str = "sq13_everest"):
+    speech, text = corpus_audio(uid)
+    return speech, oracle(text)
+
+
+def test_serialized_llm_first_chunk_after_llm_done(oracle_engines):
+    speech, cfg = question()
+    run = converse(cfg.replace(fault="serialized-llm"), oracle_engines, speech)
+    assert run.first("tts_chunk").t_us > run.first("llm_done").t_us
+
+
+def test_streaming_first_chunk_before_llm_done(oracle_engines):
+    speech, _ = question()
+    cfg = oracle("Tell me a long story.")  # several sentences: streaming speaks early
+    run = converse(cfg, oracle_engines, speech, stop_after_playback_s=1.0)
+    # The reply is heard while the LLM is still generating it.
+    assert run.first("playback_start")
+    assert all(run.first("tts_chunk").t_us < e.t_us for e in run.of("llm_done"))
+
+
+def test_partial_to_llm_fires_before_the_end_of_utterance(oracle_engines):
+    speech, cfg = question("sq06_remind_call")
+    run = converse(cfg.replace(fault="partial-to-llm"), oracle_engines, speech)
+    end = run.first("vad_speech_end").t_us
+    early = [e for e in run.of("llm_request") if e.t_us < end]
+    assert early and all(e.get("partial") for e in early)
+
+
+def test_token_tts_sends_every_token_alone(oracle_engines):
+    speech, cfg = question()
+    run = converse(cfg.replace(fault="token-tts"), oracle_engines, speech)
+    chunks = run.of("tts_chunk")
+    tokens = [e for e in run.of("llm_token") if e.get("text").strip()]
+    assert len(chunks) == len(tokens) > 5 and all(c.get("tokens") == 1 for c in chunks)
+
+
+def test_no_cancel_keeps_talking_over_the_user(oracle_engines):
+    speech, text = corpus_audio("sq07_shakespeare")
+    clip, clip_text = corpus_audio("bi01_stop")
+    run = converse(
+        oracle(text, clip_text).replace(fault="no-cancel"), oracle_engines, speech, barge_in=clip
+    )
+    barge = run.first("barge_in")
+    assert not run.of("cancel_done")
+    end = run.first("playback_end", turn=1).get("output_s")
+    assert end > run.barge_in_at_s + 0.8  # the whole reply played on
+    assert run.rms(run.barge_in_at_s + 0.3, run.barge_in_at_s + 0.6) > 0.01
+    assert barge.get("turn") == 1
+
+
+def test_stale_audio_plays_on_after_the_cancel(oracle_engines):
+    speech, text = corpus_audio("sq07_shakespeare")
+    clip, clip_text = corpus_audio("bi01_stop")
+    run = converse(
+        oracle(text, clip_text).replace(fault="stale-audio"), oracle_engines, speech, barge_in=clip
+    )
+    done = run.first("cancel_done")
+    assert done.get("audio_dropped_ms") == 0
+    cut = done.get("output_s")
+    assert run.rms(cut + 0.1, cut + 0.5) > 0.01  # the cancelled reply is still heard
+
+
+def test_correct_cancel_is_silent_after_the_cancel(oracle_engines):
+    speech, text = corpus_audio("sq07_shakespeare")
+    clip, clip_text = corpus_audio("bi01_stop")
+    run = converse(oracle(text, clip_text), oracle_engines, speech, barge_in=clip)
+    cut = run.first("cancel_done").get("output_s")
+    # the output array lags the device position by one 20 ms period
+    assert run.rms(cut + 0.045, cut + 0.5) < 1e-4
+    assert not run.of("playback_start", turn=2)  # "Stop." is answered by silence
+
+
+def test_blocking_call_stalls_the_event_loop(oracle_engines):
+    speech, cfg = question()
+    run = converse(cfg.replace(fault="blocking-call"), oracle_engines, speech)
+    stalls = [e.get("lag_ms") for e in run.of("loop_stall")]
+    assert stalls and max(stalls) >= 100, stalls
+
+
+def test_unbounded_queue_lets_the_llm_run_ahead(oracle_engines):
+    speech, _ = question()
+    cfg = oracle(
+        "Tell me a long story.",
+        llm={"tokens_per_s": 400.0, "max_tokens": 200},
+        chunker={"max_tokens": 6, "min_tokens": 3},
+    ).replace(fault="unbounded-queue")
+    run = converse(cfg, oracle_engines, speech, stop_after_playback_s=1.5)
+    depths = [e.get("depth") for e in run.of("queue_depth") if e.get("queue") == "tts"]
+    assert max(depths) > 3
+    assert run.of("llm_done")  # the whole reply was generated before it could be spoken

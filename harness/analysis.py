@@ -301,6 +301,12 @@ def analyze_capture(
         noise_region=noise_region,
     )
     y = act.band
+    if barge_in is not None:
+        # Timed from the segments alone, so they stand even if the TTFA is discarded.
+        barge = _barge_in(barge_in, barge_in_rate_hz or fs, fs, ref, act.segments, stim_lag, opt, y)
+        if "note" in barge:
+            notes.append(barge.pop("note"))
+        base.update(barge)
     floor = act.floor
     early = [
         s
@@ -395,12 +401,6 @@ def analyze_capture(
                 f"SNR {snr_db:.1f} dB)",
             )
 
-    barge: dict = {}
-    if barge_in is not None:
-        barge = _barge_in(barge_in, barge_in_rate_hz or fs, fs, ref, act.segments, stim_lag, opt)
-        if "note" in barge:
-            notes.append(barge.pop("note"))
-
     return TurnMetrics(
         ttfa_ms=(onset - speech_end) / fs * 1000,
         confidence=confidence,
@@ -411,7 +411,6 @@ def analyze_capture(
         gaps_ms=base.pop("gaps_ms", []),
         discard=None,
         **base,
-        **barge,
     )
 
 
@@ -498,14 +497,15 @@ def _blind_onset(
 def _blind_confidence(contrast_db: float, snr_db: float) -> float:
     """0..1 for a blind onset, from how far the reply stands above the noise.
 
-    A reply's first sound is often soft (an /h/, an /s/, a breath), 15-25 dB below its
-    vowels; the less SNR there is, the more of it can hide in the noise, and the onset found
-    is then the first loud sound, tens of ms late however sharp it looks (the benchmark
-    shows 35-60 ms at 10 dB SNR). So the SNR sets the confidence: 12 dB -> 0, 30 dB -> 1.
-    The onset's contrast (the 20 ms after it over the 40 ms before it) only vetoes: under
-    6 dB the "onset" is a bump in the noise, not the start of a reply.
+    A reply's first sound is often soft (an /h/, an /s/, a breath), 25-50 dB below its
+    loudest vowel; the less SNR there is, the more of it can hide in the noise, and the
+    onset found is then the first audible sound, late however sharp it looks (the benchmark
+    shows up to 23 ms at 20 dB SNR, 35-60 ms at 10 dB). So the SNR (reply level over the
+    noise's loud moments) sets the confidence: 22 dB -> 0, 40 dB -> 1, and a result needs
+    0.3 (27.4 dB). The onset's contrast (the 20 ms after it over the 40 ms before it) only
+    vetoes: under 6 dB the "onset" is a bump in the noise, not the start of a reply.
     """
-    by_snr = (snr_db - 12.0) / 18.0
+    by_snr = (snr_db - 22.0) / 18.0
     by_contrast = contrast_db / 6.0 - 0.5
     return float(np.clip(min(by_snr, by_contrast), 0.0, 1.0))
 
@@ -558,6 +558,58 @@ def _reply_confidence(psr_db: float) -> float:
     return float(np.clip((psr_db - 2.0) / 6.0, 0.0, 1.0))
 
 
+def _ring_down(
+    band: np.ndarray, start: int, end: int, fs: int
+) -> tuple[float, float | None] | None:
+    """(ring-down length in ms, where the direct sound stopped or None) before `end`.
+
+    A reply cut off in a dry path stops within a few ms. In a reverberant room the sound
+    keeps falling along a roughly straight line in dB after the cut. Going back from `end`
+    over 5 ms frames, the longest stretch that fits a line (RMS misfit under 4 dB, falling
+    30-1000 dB/s, by at least 15 dB, at least 60 ms) is the ring-down; None when there is
+    none (the sound simply stops). The direct sound stopped where that stretch starts, if
+    the level just before it stands at least 6 dB above the line (the direct sound dropping
+    out); otherwise the cut cannot be placed and the second value is None.
+    """
+    hop, frame = max(1, int(0.0025 * fs)), max(1, int(0.005 * fs))
+    lo = max(start, end - int(0.4 * fs))
+    p = frame_power(band[lo:end], frame, hop)
+    n_min = int(0.06 * fs / hop)
+    if p.size < n_min + 8:
+        return None
+    level = 10 * np.log10(np.maximum(p, 1e-14))
+    # The segment's refined end lies where the decay meets the noise: leave out the last
+    # frames within 6 dB of the quietest, which are floor, not decay.
+    loud = np.flatnonzero(level > level.min() + 6.0)
+    if loud.size == 0:
+        return None
+    level = level[: int(loud[-1]) + 1]
+    if level.size < n_min + 8:
+        return None
+    t = np.arange(len(level)) * hop / fs
+    longest = line = None
+    for n in range(n_min, len(level) - 3):
+        tt, yy = t[-n:], level[-n:]
+        slope, icpt = np.polyfit(tt, yy, 1)
+        misfit = float(np.sqrt(np.mean((yy - (slope * tt + icpt)) ** 2)))
+        fits = misfit < 4.0 and -1000 <= slope <= -30
+        if fits:
+            longest, line = n, (slope, icpt)
+        elif longest is not None and misfit > 5.0:
+            break
+        elif longest is None and n > n_min + 8:
+            return None
+    if longest is None or line is None or -line[0] * (longest - 1) * hop / fs < 15.0:
+        return None
+    ms = longest * hop / fs * 1000
+    k = len(level) - longest
+    before = level[max(0, k - 3) : k]
+    expected = line[0] * t[max(0, k - 3) : k] + line[1]
+    if before.size and float(np.mean(before - expected)) >= 6.0:
+        return ms, float(lo + k * hop + frame // 2)
+    return ms, None
+
+
 def _barge_in(
     clip: np.ndarray,
     clip_rate: int,
@@ -566,8 +618,12 @@ def _barge_in(
     segments: tuple[Segment, ...],
     stim_lag: float,
     opt: AnalysisOptions,
+    band: np.ndarray,
 ) -> dict:
-    """Barge-in onset at the mouth, stop latency and residual audio at the ear."""
+    """Barge-in onset at the mouth, stop latency and residual audio at the ear.
+
+    `band` is the leakage-free ear in the speech band (for the end of the direct sound).
+    """
     clip = _mono(clip)
     if clip_rate != fs:
         clip = _resample(clip, clip_rate, fs)
@@ -599,6 +655,23 @@ def _barge_in(
             stop = max(stop, s.end)
         else:
             break
+    ring = _ring_down(band, int(onset), int(stop), fs)
+    if ring is not None:
+        ring_ms, direct_end = ring
+        if direct_end is None:
+            # The end of what is audible is the room's, not the agent's, and where the agent
+            # stopped inside the ring-down cannot be placed: refuse rather than guess.
+            out["note"] = (
+                f"stop latency not measured: the ear rings down for {ring_ms:.0f} ms before it "
+                "goes quiet (a reverberant room, or a fade-out); move the ear mic closer to "
+                "the DUT's speaker or damp the room"
+            )
+            return out
+        out["note"] = (
+            f"the room rang for {(stop - direct_end) / fs * 1000:.0f} ms after the reply "
+            "stopped: stop latency is timed at the end of the direct sound"
+        )
+        stop = direct_end
     out["stop_latency_ms"] = (stop - onset) / fs * 1000
     window_end = user_done + opt.min_response_s * fs
     residual = sum(

@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness import cli_corpus
 
     cli_corpus.add_parser(subparsers)
+    from harness.rigs import cli as rigs_cli
+
+    rigs_cli.add_parsers(subparsers)
     return parser
 
 

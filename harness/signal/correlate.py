@@ -178,7 +178,7 @@ def refine_lag(
     lag_samples: float,
     *,
     radius: int = 2,
-    max_samples: int = 48000,
+    max_samples: int = 24000,
 ) -> float:
     """Sub-sample lag of `template` in `signal` near `lag_samples`, by band-limited interpolation.
 
@@ -189,8 +189,8 @@ def refine_lag(
     template.
     """
     tpl = np.asarray(template, dtype=np.float64)
-    # A second of the template pins a sub-sample lag as well as the whole of it does, at a
-    # fraction of the cost: use the loudest second.
+    # Half a second of speech pins a sub-sample lag as well as the whole of it does, at a
+    # fraction of the cost: use the loudest `max_samples`.
     offset = 0
     if len(tpl) > max_samples:
         block = max_samples // 8

@@ -177,7 +177,7 @@ def run_accuracy(turns: int, only: str | None) -> None:
         )
 
 
-def _long_turn(seconds: float, fs: int = 48000):
+def _long_turn(seconds: float, fs: int = 48000, leakage_db: float | None = -10):
     """A turn whose capture lasts about `seconds`: a long reply made of corpus speech."""
     src = corpus_sources(fs)
     rng = np.random.default_rng(7)
@@ -192,7 +192,7 @@ def _long_turn(seconds: float, fs: int = 48000):
         i += 1
     reply = Speech(np.concatenate(pieces), fs, 0.35, total - 0.35, "long")
     user = src.questions[0]
-    return make_turn(Condition("speed", leakage_db=-10), user, reply, rng, ttfa_ms=600)
+    return make_turn(Condition("speed", leakage_db=leakage_db), user, reply, rng, ttfa_ms=600)
 
 
 def run_speed(repeats: int = 7) -> None:
@@ -203,28 +203,32 @@ def run_speed(repeats: int = 7) -> None:
     much less so.
     """
     print(
-        "| capture length | blind wall s (median) | blind CPU s | "
+        "| capture | ear hears the mouth | blind wall s (median) | blind CPU s | "
         "reply-reference wall s | reply-reference CPU s |"
     )
-    print("|---|---|---|---|---|")
-    for seconds in (10, 20, 40, 60):
-        t = _long_turn(seconds)
-        fs = t.sample_rate_hz
-        walls: dict[str, list[float]] = {"blind": [], "ref": []}
-        cpus: dict[str, list[float]] = {"blind": [], "ref": []}
-        for _ in range(repeats):
-            for mode in ("blind", "ref"):
-                extra = {"reply_reference": t.reply} if mode == "ref" else {}
-                w0, c0 = time.perf_counter(), time.process_time()
-                analyze_capture(t.capture, fs, t.stimulus, fs, speech_end_s=t.speech_end_s, **extra)
-                walls[mode].append(time.perf_counter() - w0)
-                cpus[mode].append(time.process_time() - c0)
-        print(
-            f"| {len(t.capture) / fs:.1f} s | {np.median(walls['blind']):.3f} | "
-            f"{np.median(cpus['blind']):.3f} | {np.median(walls['ref']):.3f} | "
-            f"{np.median(cpus['ref']):.3f} |",
-            flush=True,
-        )
+    print("|---|---|---|---|---|---|")
+    for leakage_db in (None, -10):
+        for seconds in (10, 20, 40, 60):
+            t = _long_turn(seconds, leakage_db=leakage_db)
+            fs = t.sample_rate_hz
+            walls: dict[str, list[float]] = {"blind": [], "ref": []}
+            cpus: dict[str, list[float]] = {"blind": [], "ref": []}
+            for _ in range(repeats):
+                for mode in ("blind", "ref"):
+                    extra = {"reply_reference": t.reply} if mode == "ref" else {}
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    analyze_capture(
+                        t.capture, fs, t.stimulus, fs, speech_end_s=t.speech_end_s, **extra
+                    )
+                    walls[mode].append(time.perf_counter() - w0)
+                    cpus[mode].append(time.process_time() - c0)
+            heard = "no (loopback)" if leakage_db is None else f"{leakage_db} dB"
+            print(
+                f"| {len(t.capture) / fs:.1f} s | {heard} | {np.median(walls['blind']):.3f} | "
+                f"{np.median(cpus['blind']):.3f} | {np.median(walls['ref']):.3f} | "
+                f"{np.median(cpus['ref']):.3f} |",
+                flush=True,
+            )
 
 
 def main() -> int:

@@ -391,7 +391,13 @@ def analyze_capture(
                 f"{TOO_NOISY}: reply only {snr_db:.1f} dB above the noise floor "
                 f"(need {opt.min_snr_db:.0f} dB)",
             )
-        onset, confidence = _blind_onset(residual, reply_segs, noise_region, fs, snr_db, y)
+        onset_snr_db = snr_db
+        if profile is not None:
+            # Where the mouth's leakage has not rung down yet, its residue is noise too.
+            residue = float(profile(np.array([int(reply_segs[0].start)]))[0])
+            if residue > 0:
+                onset_snr_db = min(snr_db, 10 * math.log10(seg_power / residue))
+        onset, confidence = _blind_onset(residual, reply_segs, noise_region, fs, onset_snr_db, y)
         base["segments"][0][0] = onset / fs  # one onset: the refined one
         if confidence < opt.min_confidence:
             return _discarded(

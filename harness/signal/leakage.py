@@ -70,6 +70,11 @@ def fit_leakage(
         return None
     auto = _xcorr_lags(r, r, 0, taps)
     cross = _xcorr_lags(e, r, -pre_samples, taps - pre_samples)
+    # No lag where the ear correlates with the mouth by even 0.03 (-30 dB): nothing to fit,
+    # and the solve is the costliest step of a turn's analysis.
+    e_energy = float(np.dot(e, e))
+    if float(np.max(cross**2)) < 1e-3 * energy * e_energy:
+        return None
     auto = auto.copy()
     auto[0] *= 1.0 + 1e-4
     try:

@@ -202,20 +202,18 @@ def test_barge_in_onset_and_stop_latency(sources, clip_name, rate):
     assert set(m.to_json()) >= BARGE_IN_KEYS
 
 
+def _barge_turn_in(condition: Condition, sources, seed: int) -> SyntheticTurn:
+    """A barge-in turn under `condition` from seeded corpus picks."""
+    rng = np.random.default_rng(seed)
+    user, reply, clip, answer = sources.pick_turn(rng)
+    return make_turn(condition, user, reply, rng, barge_clip=clip, answer=answer)
+
+
 @pytest.mark.parametrize("seed", [11, 12])
 def test_barge_in_in_a_ringing_room_is_refused_not_guessed(sources, seed):
     """RT60 0.3 s: the room rings on after the cut; stop latency is either within 5 ms of the
     truth (direct sound's end found) or absent with a note saying why, never a guess."""
-    rng = np.random.default_rng(seed)
-    user, reply, clip, answer = sources.pick_turn(rng)
-    turn = make_turn(
-        Condition("barge-reverb", rt60_s=0.3, barge_in=True),
-        user,
-        reply,
-        rng,
-        barge_clip=clip,
-        answer=answer,
-    )
+    turn = _barge_turn_in(Condition("barge-reverb", rt60_s=0.3, barge_in=True), sources, seed)
     m = _analyze(turn, barge_in=turn.barge_in_clip)
     assert m.barge_in_onset_s is not None
     if m.stop_latency_ms is None:
@@ -226,16 +224,8 @@ def test_barge_in_in_a_ringing_room_is_refused_not_guessed(sources, seed):
 
 def test_barge_in_metrics_survive_a_ttfa_discard(sources):
     """Stop latency comes from the segments: a blind TTFA refused at 20 dB SNR keeps it."""
-    rng = np.random.default_rng(5)
-    user, reply, clip, answer = sources.pick_turn(rng)
-    turn = make_turn(
-        Condition("barge-noise", noise="white", snr_db=20.0, barge_in=True),
-        user,
-        reply,
-        rng,
-        barge_clip=clip,
-        answer=answer,
-    )
+    condition = Condition("barge-noise", noise="white", snr_db=20.0, barge_in=True)
+    turn = _barge_turn_in(condition, sources, 5)
     m = _analyze(turn, barge_in=turn.barge_in_clip)
     assert m.stop_latency_ms is not None, m
     assert abs(m.stop_latency_ms - turn.truth.stop_latency_ms) < 5.0

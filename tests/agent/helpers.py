@@ -100,3 +100,17 @@ def converse(
                 break
         history = list(host.agent.history)
     return Run(np.concatenate(out), host.events.events(), rate, barge_in_at_s, history)
+
+
+# A speculative turn: the LLM starts before the end of the utterance, nothing plays before it.
+SPECULATIVE_TURN_ORDER = [
+    "vad_speech_start",
+    "llm_request",
+    "llm_first_token",
+    "vad_speech_end",
+    "asr_final",
+    "speculation",
+    "playback_start",
+    "turn_summary",
+    "playback_end",
+]

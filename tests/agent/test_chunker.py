@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from device.agent.chunker import ClauseChunker, chunk_text
@@ -16,11 +16,30 @@ def texts(chunks) -> list[str]:
     return [c.text.strip() for c in chunks]
 
 
+# The examples below are about sentence, clause and number rules: the first chunk gets the
+# same limits as the others there, so the early first-chunk flush does not get in the way.
+SAME_LIMITS = {"first_min_tokens": 10, "first_max_tokens": 25}
+
+
+def test_the_first_chunk_is_flushed_early():
+    """Defaults: a comma after two tokens, or three words, start the speech."""
+    assert texts(chunk_text(tokenize("The capital of France is Paris. It is big."))) == [
+        "The capital of",
+        "France is Paris.",
+        "It is big.",
+    ]
+    chunks = chunk_text(tokenize("Okay, I set a timer for ten minutes."))
+    assert texts(chunks) == ["Okay,", "I set a timer for ten minutes."]
+    assert [c.reason for c in chunks] == ["clause", "sentence"]
+    # Numbers are still never split, even by the early flush.
+    assert texts(chunk_text(tokenize("It is 72.5 degrees."))) == ["It is", "72.5 degrees."]
+
+
 def test_sentences_are_chunks():
     tokens = tokenize(
         "The weather in San Francisco is currently 58 degrees and foggy. Tomorrow will be sunny."
     )
-    chunks = chunk_text(tokens)
+    chunks = chunk_text(tokens, **SAME_LIMITS)
     assert texts(chunks) == [
         "The weather in San Francisco is currently 58 degrees and foggy.",
         "Tomorrow will be sunny.",
@@ -30,16 +49,19 @@ def test_sentences_are_chunks():
 
 def test_numbers_abbreviations_and_decimals_are_not_split():
     tokens = tokenize("It is 2.30 now. Dr. Smith, e.g. the dentist, charges 1,000 at 3:45 today.")
-    assert texts(chunk_text(tokens)) == [
+    assert texts(chunk_text(tokens, **SAME_LIMITS)) == [
         "It is 2.30 now.",
         "Dr. Smith, e.g. the dentist,",  # 11 tokens ("Dr", ".", ...): a clause
         "charges 1,000 at 3:45 today.",
     ]
-    assert texts(chunk_text(tokenize("It is 72°F. Nice."))) == ["It is 72°F.", "Nice."]
+    assert texts(chunk_text(tokenize("It is 72°F. Nice."), **SAME_LIMITS)) == [
+        "It is 72°F.",
+        "Nice.",
+    ]
 
 
 def test_decimal_waits_for_the_next_token():
-    chunker = ClauseChunker()
+    chunker = ClauseChunker(**SAME_LIMITS)
     assert chunker.push("It") == [] and chunker.push(" costs") == []
     assert chunker.push(" 2") == [] and chunker.push(".") == []  # "2." could be "2.30"
     assert chunker.push("30") == []
@@ -50,7 +72,7 @@ def test_decimal_waits_for_the_next_token():
 
 def test_comma_needs_min_tokens_and_the_first_chunk_needs_fewer():
     tokens = tokenize("Sure, I can do that, and then I will also call your mother, right away.")
-    chunks = chunk_text(tokens, min_tokens=10, first_min_tokens=4)
+    chunks = chunk_text(tokens, min_tokens=10, first_min_tokens=4, first_max_tokens=12)
     assert texts(chunks) == [
         "Sure, I can do that,",  # first chunk: a comma after >= 4 tokens
         "and then I will also call your mother, right away.",  # 8 tokens < 10: no cut
@@ -123,6 +145,11 @@ def test_text_and_order_preserved_and_numbers_never_split(data, text, limits):
 
 @settings(max_examples=300, deadline=None)
 @given(text=sentences(), limits=LIMITS)
+# Abbreviations up to the hard cap, then a comma: the cap must win over the clause.
+@example(
+    text="the e.g. e.g.,",
+    limits={"min_tokens": 1, "max_tokens": 2, "first_min_tokens": 1, "first_max_tokens": 1},
+)
 def test_bounds_hold_on_word_tokens(text, limits):
     tokens = tokenize(text)
     chunks = chunk_text(tokens, **limits)

@@ -32,7 +32,8 @@ def test_streaming_first_chunk_before_llm_done(oracle_engines):
 
 def test_partial_to_llm_fires_before_the_end_of_utterance(oracle_engines):
     speech, cfg = question("sq06_remind_call")
-    run = converse(cfg.replace(fault="partial-to-llm"), oracle_engines, speech)
+    # (replies to partials keep coming: the run ends at max_s, not when the agent is idle)
+    run = converse(cfg.replace(fault="partial-to-llm"), oracle_engines, speech, max_s=8)
     end = run.first("vad_speech_end").t_us
     early = [e for e in run.of("llm_request") if e.t_us < end]
     assert early and all(e.get("partial") for e in early)

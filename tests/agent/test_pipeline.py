@@ -4,10 +4,11 @@ piper TTS), driven in real time through the in-process frame interface at 48 kHz
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from device.agent.engines import Message
 from tests.agent.conftest import ORACLE
-from tests.agent.helpers import converse, corpus_audio
+from tests.agent.helpers import SPECULATIVE_TURN_ORDER, converse, corpus_audio
 
 ORDER = [
     "vad_speech_start",
@@ -27,21 +28,65 @@ def oracle(*transcripts: str, **sections):
     return ORACLE.replace(asr={"oracle_transcripts": transcripts}, **sections)
 
 
-def test_one_turn_events_complete_and_ordered(oracle_engines):
+def stamps_in_order(run, names) -> bool:
+    stamps = [run.first(name, turn=1).t_us for name in names]
+    return stamps == sorted(stamps)
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+def test_one_turn_events_complete_and_ordered(oracle_engines, speculate):
     speech, text = corpus_audio("sq10_paris")
-    run = converse(oracle(text), oracle_engines, speech)
-    stamps = [run.first(name, turn=1).t_us for name in ORDER]
-    assert stamps == sorted(stamps), [e.event for e in run.events]
+    run = converse(oracle(text, pipeline={"speculate": speculate}), oracle_engines, speech)
+    names = [e.event for e in run.events]
+    assert stamps_in_order(run, ORDER if not speculate else SPECULATIVE_TURN_ORDER), names
+    request = run.first("llm_request")
+    assert request.get("speculative") is speculate and request.get("text") == text
+    if speculate:
+        assert run.first("speculation").get("outcome") == "committed"
+        assert run.first("turn_summary").get("llm_queue_ms") < 0  # started before the final
+    else:
+        assert not run.of("speculation")
+    chunks = run.of("tts_chunk")
+    assert chunks[0].t_us < run.first("tts_first_audio").t_us
+    assert "".join(c.get("text") + " " for c in chunks).strip() == run.first("llm_done").get("text")
+    assert "Paris" in " ".join(c.get("text") for c in chunks)
     assert run.first("asr_final").get("text") == text
-    assert "Paris" in run.first("tts_chunk").get("text")
     states = [e.get("state") for e in run.of("state")]
     assert states == ["listening", "user_speaking", "thinking", "speaking", "listening"]
     start = run.first("playback_start").get("output_s")
     end = run.first("playback_end").get("output_s")
+    assert start > run.first("vad_speech_end").get("input_s")
     assert run.rms(0, start - 0.02) < 1e-4  # nothing before the reply
     assert run.rms(start, end) > 0.01
     summary = run.first("turn_summary")
     assert 300 < summary.get("end_of_speech_to_playback_ms") < 2000
+    assert run.history == [
+        Message("user", text),
+        Message("assistant", run.first("llm_done").get("text")),
+    ]
+
+
+def test_speculation_is_dropped_when_the_final_transcript_differs(oracle_engines):
+    """Frequent partials make a stable but incomplete partial ("what is the capital of") at
+    the end of the utterance; the reply started on it is cancelled when the final decode
+    differs, and the reply to the final transcript is the one heard."""
+    speech, text = corpus_audio("sq10_paris")
+    cfg = ORACLE.replace(asr={"oracle_transcripts": (text,), "partial_interval_ms": 60})
+    run = converse(cfg, oracle_engines, speech)
+    specs = run.of("speculation")
+    assert [(e.get("outcome"), e.get("reason"), e.get("source")) for e in specs] == [
+        ("cancelled", "transcript_changed", "partial"),
+        ("committed", None, "final"),
+    ]
+    partial = specs[0].get("text")
+    assert partial != text and text.lower().startswith(partial.lower())
+    assert specs[0].get("final") == text
+    assert [e.get("text") for e in run.of("llm_request")] == [partial, text]
+    # Nothing of the cancelled reply was synthesised after the cancel or heard at all.
+    assert len(run.of("playback_start")) == 1
+    assert all(e.get("turn") == 1 for e in run.of("tts_chunk"))
+    heard = [e for e in run.of("tts_chunk") if e.t_us > specs[0].t_us]
+    assert "Paris" in " ".join(e.get("text") for e in heard)
     assert run.history == [
         Message("user", text),
         Message("assistant", run.first("llm_done").get("text")),
@@ -93,19 +138,37 @@ def test_back_pressure_bounds_the_tts_queue(oracle_engines):
 
 
 def test_a_pause_shorter_than_the_silence_is_not_an_end(oracle_engines):
-    speech, text = corpus_audio("pq04_beatles")  # one 458 ms pause inside the sentence
+    """A 458 ms pause inside the sentence, with a 700 ms end-of-utterance silence: one
+    utterance. The reply started speculatively during the pause is cancelled when the user
+    goes on; only the reply to the whole sentence is heard."""
+    speech, text = corpus_audio("pq04_beatles")
     run = converse(oracle(text, vad={"silence_ms": 700}), oracle_engines, speech)
-    assert len(run.of("vad_speech_end")) == 1
-    assert len(run.of("llm_request")) == 1
+    [end] = run.of("vad_speech_end")
+    specs = run.of("speculation")
+    assert [(e.get("outcome"), e.get("reason")) for e in specs] == [
+        ("cancelled", "speech_resumed"),
+        ("committed", None),
+    ]
+    assert specs[0].t_us < end.t_us < specs[1].t_us
+    requests = run.of("llm_request")  # the first one was made in the pause
+    assert len(requests) == 2 and requests[0].t_us < specs[0].t_us
+    [start] = run.of("playback_start")
+    assert start.t_us > end.t_us and run.rms(0, start.get("output_s") - 0.02) < 1e-4
     assert np.any(run.output != 0)
+    assert run.history == [
+        Message("user", text),
+        Message("assistant", run.first("llm_done").get("text")),
+    ]
 
 
 def test_speech_resumed_while_thinking_is_one_utterance(oracle_engines):
     """With the default 300 ms the gate ends the utterance inside the 458 ms pause; the
     user goes on before anything is said, so the reply is cancelled and the whole sentence
-    is answered once."""
+    is answered once. (The LLM is made slow here so that nothing can be said within the
+    pause: at full speed the agent starts its reply ~450 ms into it, and the resumed
+    speech is then a barge-in on what it says.)"""
     speech, text = corpus_audio("pq04_beatles")
-    run = converse(oracle(text), oracle_engines, speech)
+    run = converse(oracle(text, llm={"ttft_ms": 800}), oracle_engines, speech)
     assert len(run.of("vad_speech_end")) == 2
     done = run.first("cancel_done")
     assert done.get("merged_with_previous") is True and done.get("audio_dropped_ms") == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import subprocess
 import sys
 
@@ -16,6 +18,8 @@ from device.agent.engines.vad import WebrtcVad
 from device.agent.events import read_events
 from device.agent.filemode import read_input, run_file
 from harness.corpus import Corpus
+from tests.agent.conftest import ORACLE
+from tests.agent.helpers import SPECULATIVE_TURN_ORDER, converse, corpus_audio
 
 ORDER = [
     "session_start",
@@ -32,6 +36,9 @@ ORDER = [
     "playback_end",
     "session_end",
 ]
+# A reply started speculatively during the end-of-utterance silence (the usual case with
+# the default config) makes its LLM request before the utterance's end is declared.
+SPECULATIVE_ORDER = ["session_start", *SPECULATIVE_TURN_ORDER, "session_end"]
 
 
 def heard(real_engines, wav) -> str:
@@ -64,8 +71,11 @@ def test_file_mode_cli_answers_a_corpus_question(tmp_path, real_engines):
     assert result.returncode == 0, result.stderr
     events = read_events(events_path)
     names = [e["event"] for e in events]
-    stamps = [next(e["t_us"] for e in events if e["event"] == n) for n in ORDER]
-    assert stamps == sorted(stamps), names
+    speculative = next(e for e in events if e["event"] == "llm_request")["speculative"]
+    chain = ["llm_request", "llm_first_token", "tts_chunk", "tts_first_audio", "playback_start"]
+    for order in (chain, SPECULATIVE_ORDER if speculative else ORDER):
+        stamps = [next(e["t_us"] for e in events if e["event"] == n) for n in order]
+        assert stamps == sorted(stamps), names
     assert [e["t_us"] for e in events] == sorted(e["t_us"] for e in events)
     assert (
         "capital of france" in next(e["text"] for e in events if e["event"] == "asr_final").lower()
@@ -119,13 +129,39 @@ def test_piper_is_bit_identical(real_engines):
     assert np.array_equal(a, b) and len(a) > 0
 
 
-@pytest.mark.skipif(
-    __import__("importlib").util.find_spec("llama_cpp") is None,
+needs_llama = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None,
     reason="llama-cpp-python is not installed (the [llm] extra builds it from source)",
 )
-def test_llama_llm_answers(tmp_path):
-    from device.agent.engines import Message
+
+
+@pytest.fixture(scope="module")
+def llama():
     from device.agent.engines.llm import LlamaLlm
 
-    reply = "".join(LlamaLlm().stream([Message("user", "What is the capital of France?")]))
-    assert "paris" in reply.lower()
+    llm = LlamaLlm()
+    llm.warm_up()
+    return llm
+
+
+@needs_llama
+def test_llama_llm_answers(llama):
+    from device.agent.engines import Message
+
+    reply = "".join(llama.stream([Message("user", "What is the capital of France?")]))
+    assert "paris" in reply.lower() and "\n" not in reply
+    # Greedy decoding: the same question gets the same answer.
+    assert "".join(llama.stream([Message("user", "What is the capital of France?")])) == reply
+
+
+@needs_llama
+def test_llama_llm_in_the_pipeline(llama, oracle_engines):
+    """gemma3-270m streams its reply through the clause buffer to piper: it is heard."""
+    speech, text = corpus_audio("sq10_paris")
+    cfg = ORACLE.replace(asr={"oracle_transcripts": (text,)}, llm={"engine": "llama"})
+    engines = dataclasses.replace(oracle_engines, llm=llama)
+    run = converse(cfg, engines, speech, max_s=40)
+    reply = run.first("llm_done").get("text")
+    assert "paris" in reply.lower(), reply
+    assert "".join(e.get("text") for e in run.of("llm_token")).strip() == reply
+    assert run.first("playback_start") and run.of("playback_end")

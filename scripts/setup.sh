@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages. espeak-ng: one of the corpus voices (scripts/build_corpus.py) and the
-# reference agent's light TTS. jackd2: the virtual loopback rig.
-APT_PACKAGES=(espeak-ng jackd2 git)
+# reference agent's light TTS. jackd2: the virtual loopback rig. libportaudio2: sound cards
+# (python-sounddevice), tested through PortAudio's JACK host API.
+APT_PACKAGES=(espeak-ng jackd2 libportaudio2 git)
 PYTHON=${PYTHON:-python3}
 
 missing=()

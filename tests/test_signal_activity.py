@@ -79,6 +79,16 @@ def test_burst_at_known_offsets(kind, background):
     _assert_segments(act.segments, bursts, 0.001 if background is None else 0.003)
 
 
+def _two_bursts(first_s, gap_s, second_s, kind, background, seed):
+    """A scene with two bursts (first_s, then a gap of gap_s, then second_s), 0.3 s in."""
+    a1 = int(0.3 * FS)
+    b1 = a1 + int(first_s * FS)
+    a2 = b1 + int(gap_s * FS)
+    b2 = a2 + int(second_s * FS)
+    x = _scene([(a1, b1), (a2, b2)], b2 + int(0.4 * FS), kind, background, seed)
+    return x, (a1, b1), (a2, b2)
+
+
 @SETTINGS
 @given(
     kind=st.sampled_from(["noise", "tone"]),
@@ -91,11 +101,9 @@ def test_burst_at_known_offsets(kind, background):
 )
 def test_short_gap_merges(kind, background, min_gap_s, gap_fraction, first_s, second_s, seed):
     """Two bursts separated by a gap well under min_gap_s come out as one segment."""
-    a1 = int(0.3 * FS)
-    b1 = a1 + int(first_s * FS)
-    a2 = b1 + int(gap_fraction * min_gap_s * FS)
-    b2 = a2 + int(second_s * FS)
-    x = _scene([(a1, b1), (a2, b2)], b2 + int(0.4 * FS), kind, background, seed)
+    x, (a1, _), (_, b2) = _two_bursts(
+        first_s, gap_fraction * min_gap_s, second_s, kind, background, seed
+    )
     act = detect_activity(x, FS, min_gap_s=min_gap_s)
     _assert_segments(act.segments, [(a1, b2)], 0.001 if background is None else 0.003)
 
@@ -112,13 +120,11 @@ def test_short_gap_merges(kind, background, min_gap_s, gap_fraction, first_s, se
 )
 def test_long_gap_stays_separate(kind, background, min_gap_s, gap_factor, first_s, second_s, seed):
     """Two bursts separated by a gap well over min_gap_s stay two segments, each timed."""
-    a1 = int(0.3 * FS)
-    b1 = a1 + int(first_s * FS)
-    a2 = b1 + int(gap_factor * min_gap_s * FS)
-    b2 = a2 + int(second_s * FS)
-    x = _scene([(a1, b1), (a2, b2)], b2 + int(0.4 * FS), kind, background, seed)
+    x, first, second = _two_bursts(
+        first_s, gap_factor * min_gap_s, second_s, kind, background, seed
+    )
     act = detect_activity(x, FS, min_gap_s=min_gap_s)
-    _assert_segments(act.segments, [(a1, b1), (a2, b2)], 0.001 if background is None else 0.003)
+    _assert_segments(act.segments, [first, second], 0.001 if background is None else 0.003)
 
 
 @pytest.mark.parametrize("fs", [8000, 16000, 44100, 48000])

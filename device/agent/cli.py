@@ -41,13 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    """The agent config named by `--config` (else the defaults) with `--fault` applied.
+
+    Raises ConfigError naming the file, key or fault that is wrong.
+    """
+    check_fault(args.fault, "--fault")
+    config = load_config(args.config) if args.config else AgentConfig()
+    return config.with_fault(args.fault) if args.fault else config
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        check_fault(args.fault, "--fault")
-        config = load_config(args.config) if args.config else AgentConfig()
-        if args.fault:
-            config = config.with_fault(args.fault)
+        config = config_from_args(args)
         for flag, path in (("--output", args.output), ("--events", args.events)):
             if path is not None and not path.parent.is_dir():
                 raise ConfigError(f"{flag} {path}: folder {path.parent} does not exist")

@@ -18,7 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from device.agent.config import AgentConfig, check_fault, load_config
+from device.agent.cli import config_from_args
+from device.agent.config import AgentConfig
 from device.agent.errors import AgentError, ConfigError
 from device.agent.events import JsonlFileSink
 
@@ -54,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     sink = None
     try:
-        check_fault(args.fault, "--fault")
-        config = load_config(args.config) if args.config else AgentConfig()
-        if args.fault:
-            config = config.with_fault(args.fault)
+        config = config_from_args(args)
         if config.asr.engine == "oracle" and not config.asr.oracle_transcripts:
             raise ConfigError("the oracle ASR needs asr.oracle_transcripts in the config")
         sink = JsonlFileSink(args.events) if args.events else None

@@ -45,10 +45,6 @@ class Segment:
     start: float
     end: float
 
-    @property
-    def length(self) -> float:
-        return self.end - self.start
-
 
 @dataclass(frozen=True)
 class NoiseFloor:

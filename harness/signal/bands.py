@@ -57,14 +57,12 @@ def filterbank(sample_rate_hz: int) -> Filterbank:
     return Filterbank(fs, tuple(sos_list))
 
 
-def band_energies(x: np.ndarray, fb: Filterbank, *, backward: bool = False) -> np.ndarray:
-    """(bands, len(x)) squared band outputs (causal, or anti-causal with backward=True)."""
+def band_energies(x: np.ndarray, fb: Filterbank) -> np.ndarray:
+    """(bands, len(x)) squared causal band outputs (ends are timed on reversed input)."""
     x = np.asarray(x, dtype=np.float64)
-    src = x[::-1] if backward else x
     out = np.zeros((len(fb.sos), len(x)))
     for i, sos in enumerate(fb.sos):
-        e = ss.sosfilt(sos, src) ** 2
-        out[i] = e[::-1] if backward else e
+        out[i] = ss.sosfilt(sos, x) ** 2
     return out
 
 
@@ -115,11 +113,9 @@ def band_weights(
     return BandWeights(noise, weight, 10 * math.log10(max(stat_snr, 1e-12)))
 
 
-def statistic(
-    x: np.ndarray, fb: Filterbank, bw: BandWeights, *, backward: bool = False
-) -> np.ndarray:
+def statistic(x: np.ndarray, fb: Filterbank, bw: BandWeights) -> np.ndarray:
     """The weighted, noise-normalised band energy of `x`: mean 1 in the noise."""
-    e = band_energies(x, fb, backward=backward)
+    e = band_energies(x, fb)
     return np.tensordot(bw.weight / bw.noise, e, axes=1)
 
 

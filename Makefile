@@ -13,9 +13,11 @@ TEST_ENV := HOME=$(SCRATCH)/home XDG_CACHE_HOME=$(SCRATCH)/cache XDG_CONFIG_HOME
 setup:
 	@bash scripts/setup.sh
 
+# The main job: the conformance suite on the reference agent over the JACK loopback (tympan
+# starts jackd itself), results and report in out/run. DEMO_ARGS go to `tympan run`.
 demo: setup
 	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
-	@$(TEST_ENV) $(PY) scripts/demo_turn.py --out out/demo
+	@$(TEST_ENV) $(VENV)/bin/tympan run --out out/run $(DEMO_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -27,6 +29,7 @@ format: setup
 
 test: setup lint
 	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
+	$(MAKE) -C device/firmware test BUILD=$(SCRATCH)/firmware
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -58,6 +58,9 @@ class AnalysisOptions:
     too_quiet_dbfs: a reply whose active level is below this is discarded (too quiet).
     leakage_response_s: length of the fitted mouth->ear response.
     max_drift_ppm: clock drift estimates beyond this are taken for a failed fit, not a clock.
+    dry_path: the ear hears the DUT with no room between them (a virtual loopback, a
+        free-field sim): a decay just before a barge-in stop is the reply's own sound (a word
+        ending), not the room ringing, so the stop is where the sound ends.
     """
 
     min_gap_s: float = 0.15
@@ -69,6 +72,7 @@ class AnalysisOptions:
     too_quiet_dbfs: float = -70.0
     max_drift_ppm: float = 1000.0
     leakage_response_s: float = 0.08
+    dry_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -661,7 +665,7 @@ def _barge_in(
             stop = max(stop, s.end)
         else:
             break
-    ring = _ring_down(band, int(onset), int(stop), fs)
+    ring = None if opt.dry_path else _ring_down(band, int(onset), int(stop), fs)
     if ring is not None:
         ring_ms, direct_end = ring
         if direct_end is None:

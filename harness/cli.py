@@ -150,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.rigs import cli as rigs_cli
 
     rigs_cli.add_parsers(subparsers)
+    from harness import cli_device
+
+    cli_device.add_parsers(subparsers)
+    from harness import cli_run
+
+    cli_run.add_parser(subparsers)
+    from harness import cli_report
+
+    cli_report.add_parser(subparsers)
     return parser
 
 

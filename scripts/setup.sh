@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages. espeak-ng: one of the corpus voices (scripts/build_corpus.py) and the
 # reference agent's light TTS. jackd2: the virtual loopback rig. libportaudio2: sound cards
 # (python-sounddevice), tested through PortAudio's JACK host API.
-APT_PACKAGES=(espeak-ng jackd2 libportaudio2 git)
+# ser2net: serves a serial port over RFC 2217 (remote rigs; the bridge's integration test).
+# gcc, make: the C firmware library's host unit tests and the C device (device/firmware).
+# chromium: renders report.html headless in the report tests (a person's view of it).
+APT_PACKAGES=(espeak-ng jackd2 libportaudio2 git ser2net gcc make chromium)
 PYTHON=${PYTHON:-python3}
 
 missing=()
@@ -54,5 +57,17 @@ fi
 if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("silero_vad") is None)'; then
     echo "setup: installing silero-vad (model only, --no-deps)"
     .venv/bin/python -m pip install -q --no-deps 'silero-vad>=5,<7'
+fi
+# Allure 3 (the npm package `allure`) renders the single-file HTML report; installed into
+# .node/ so runs are offline. Without node/npm tympan writes its own report.html only.
+if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    if [ ! -f .node/node_modules/allure/cli.js ]; then
+        echo "setup: installing Allure 3 (npm allure) into .node/"
+        mkdir -p .node
+        npm install --prefix .node --no-audit --no-fund --loglevel=error 'allure@^3.18' ||
+            echo "setup: npm install allure failed; reports use tympan's own report.html"
+    fi
+else
+    echo "setup: node/npm not found: skipping Allure 3; reports use tympan's own report.html"
 fi
 echo "setup: ready (.venv/bin/tympan)"

@@ -1,4 +1,4 @@
-"""The demo (`make demo`): one simulated turn, measured by the real CLI, within tolerance."""
+"""scripts/demo_turn.py: one simulated turn, measured by the real CLI, within tolerance."""
 
 import subprocess
 import sys

@@ -53,6 +53,14 @@ class VadConfig:
     """Probability below which a frame counts towards the end-of-utterance silence."""
     silence_ms: int = 300
     """Silence after speech that ends an utterance, ms."""
+    incomplete_silence_ms: int = 1000
+    """Silence that ends an utterance whose early final transcript sounds unfinished (it
+    ends on a word that cannot end a request, "Set a timer for ...", has at most
+    `incomplete_max_words` words, "Play the song ...", or trails off, "..."): a
+    mid-sentence pause is not the end of the question. After `silence_ms` the utterance
+    also waits for that transcript's decode, up to this long. 0 turns the hold off."""
+    incomplete_max_words: int = 3
+    """Transcripts of at most this many words count as unfinished (see above)."""
     min_speech_ms: int = 150
     """Voiced time an utterance needs to be answered (shorter bursts are dropped), ms."""
     barge_in_min_ms: int = 120
@@ -134,6 +142,10 @@ class TtsConfig:
     """espeak: voice name."""
     espeak_rate_wpm: int = 175
     """espeak: speaking rate, words per minute."""
+    output_gain_db: float = -6.0
+    """Gain on the synthesised audio. piper normalises its output to full scale; 6 dB of
+    headroom keeps a loud speaker path (and the room's reflections adding up) from clipping
+    at a measurement mic."""
 
 
 @dataclass(frozen=True)

@@ -85,11 +85,12 @@ class EventSink(Protocol):
 
 
 class JsonlFileSink:
-    """Writes one JSON object per line to a file (flushed on close)."""
+    """Writes one JSON object per line to a file. Line-buffered, so a reader tailing the
+    file (the turn runner, with the agent in another process) sees each event as it happens."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        self._fh: IO[str] = self.path.open("w", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
 
     def emit(self, event: TelemetryEvent) -> None:

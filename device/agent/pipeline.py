@@ -161,6 +161,35 @@ def words_key(text: str) -> str:
     return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split())
 
 
+DANGLING_WORDS: frozenset[str] = frozenset(
+    {
+        *("a", "an", "the", "my", "your", "our", "their", "some"),
+        *("for", "to", "of", "in", "at", "with", "from", "about", "into", "than"),
+        *("and", "or", "but", "because", "if"),
+        *("um", "uh", "er"),
+    }
+)
+"""Words a finished request does not end on (English articles, possessives, prepositions,
+conjunctions, fillers): a transcript ending on one is a sentence the user paused in. Words
+that can end a request ("on" in "turn it on", "it" in "what time is it") are left out."""
+
+
+def sounds_unfinished(text: str, max_words: int) -> bool:
+    """True when `text` reads like a sentence the user paused in, not a whole request:
+    it ends on a `DANGLING_WORDS` word ("Set a timer for"), has at most `max_words` words
+    ("Play the song") or trails off ("Remind me to... Remind me too. Rem", tiny.en's usual
+    answer to a sentence cut off mid-way). Empty text: False.
+
+    (A repeated phrase is no sign: tiny.en also repeats the end of whole questions, "How
+    many ounces are in a pound? How many ouncees are".)"""
+    words = words_key(text).split()
+    if not words:
+        return False
+    if words[-1] in DANGLING_WORDS or len(words) <= max_words:
+        return True
+    return "..." in text or "\u2026" in text
+
+
 def trim_leading_silence(audio: np.ndarray, rate_hz: int, level: float = 1e-3) -> np.ndarray:
     """Drop the dead air a synthesiser puts before the first sound (piper: 5-45 ms below
     -60 dBFS), keeping 2 ms before it: the reply's first chunk is heard that much sooner."""
@@ -195,6 +224,7 @@ class Agent:
         self.telemetry = telemetry
         self.output_rate_hz = output_rate_hz
         self.fault = config.fault
+        self._output_gain = 10.0 ** (config.tts.output_gain_db / 20.0)
         p = config.pipeline
         self.frame_out = output_rate_hz * p.frame_ms // 1000
         self._out = OutputBuffer(
@@ -402,7 +432,9 @@ class Agent:
                     self._speculate(utt, partials[-1], "partial")
             if prob < cfg.neg_threshold or utt.silence_ms > 0:
                 utt.silence_ms += frame_ms
-            if utt.silence_ms >= cfg.silence_ms:
+            if utt.silence_ms >= cfg.silence_ms and (
+                utt.silence_ms >= cfg.incomplete_silence_ms or not self._unfinished(utt)
+            ):
                 self._end_utterance(utt)
                 return
         else:
@@ -412,6 +444,19 @@ class Agent:
                 self._preroll.popleft()
         if self._utt is not None:
             self._maybe_partial(self._utt, frame_ms)
+
+    def _unfinished(self, utt: _Utterance) -> bool:
+        """Hold the end of the utterance while its early final transcript is still being
+        decoded, or when it sounds like a sentence the user paused in (`sounds_unfinished`);
+        the hold never outlasts `incomplete_silence_ms`."""
+        cfg = self.config.vad
+        if cfg.incomplete_silence_ms <= cfg.silence_ms or utt.candidate is None:
+            return False
+        if not utt.candidate.done():
+            return True
+        if utt.candidate.cancelled() or utt.candidate.exception() is not None:
+            return False
+        return sounds_unfinished(utt.candidate.result(), cfg.incomplete_max_words)
 
     def _begin_utterance(self, start: int) -> _Utterance:
         self._turn_seq += 1
@@ -817,6 +862,7 @@ class Agent:
             if self._cancelled(item.turn):
                 continue
             audio = resample(audio, tts.sample_rate_hz, self.output_rate_hz)
+            audio *= np.float32(self._output_gain)
             times = self._times_of(item.turn)
             if item.chunk.index == 0:
                 audio = trim_leading_silence(audio, self.output_rate_hz)

@@ -26,6 +26,7 @@ from harness.rigs.base import (
     CalibrationRefused,
     Capture,
     ChannelMap,
+    HostClockMap,
     ProfileError,
     RigError,
     RigLatency,
@@ -34,6 +35,7 @@ from harness.rigs.base import (
     RigUnavailable,
     SessionError,
     Xrun,
+    fit_host_clock,
     play_and_record,
 )
 from harness.rigs.profile import RigProfile, load_profile
@@ -92,6 +94,7 @@ __all__ = [
     "CalibrationRefused",
     "Capture",
     "ChannelMap",
+    "HostClockMap",
     "ProfileError",
     "RigError",
     "RigLatency",
@@ -101,6 +104,7 @@ __all__ = [
     "RigUnavailable",
     "SessionError",
     "Xrun",
+    "fit_host_clock",
     "load_profile",
     "open_rig",
     "play_and_record",

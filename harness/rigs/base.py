@@ -11,12 +11,16 @@ Map:
     RigSession      one streaming session: start, feed/schedule mouth audio, read blocks, stop
     Capture         what a session recorded: (n, 2) float32 [ref, ear] + the mouth + status
     RigStatus       xruns (kind, sample index) and the rig's latency figures
+    HostClockMap    host monotonic clock (µs) <-> session sample index, fitted per session
     play_and_record the blocking convenience on top of a session
     RigError        the package's errors (ProfileError, RigUnavailable, SessionError, ...)
 
 Real-time callbacks (JACK, PortAudio) call `StreamBuffers.exchange` and nothing else: it
 copies the input block into a preallocated capture, copies the next mouth block out of a
-preallocated timeline and puts ``(start, frames)`` on a queue.
+preallocated timeline, stamps the block with the host's monotonic clock (into a preallocated
+array) and puts ``(start, frames)`` on a queue. The stamps give each capture a `HostClockMap`,
+so host-side events (a DUT's telemetry in `time.monotonic_ns() // 1000` µs) can be placed on
+the capture's timeline.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -123,18 +127,140 @@ class Block:
 
 
 @dataclass(frozen=True)
+class HostClockMap:
+    """Host monotonic clock <-> session sample index: ``t_us ≈ intercept_us + slope_us * k``.
+
+    Built from one host timestamp per block, taken in the real-time copy path
+    (`StreamBuffers.exchange`) when the block of frames ``[k, k + n)`` was exchanged. So a
+    host time maps to the sample index whose block was being exchanged then: on JACK and
+    PortAudio that is the callback of the period that delivers input frame k and sends out
+    mouth frame k; on the sim, the moment the simulation (and its in-process DUT) ran that
+    block. Host times are `time.monotonic_ns() // 1000` µs (one clock per host).
+
+    slope_us: µs per sample (1e6 / rate when the audio clock and the host clock agree; its
+        deviation is the drift between them). intercept_us: host µs of sample 0 (the whole
+        session's). residual_us: median absolute deviation of the stamps from the line (the
+        callbacks' wake-up jitter, and any jump), µs. blocks: stamps used. paced: False when
+        the stream ran faster than real time (a sim with a scripted DUT): the map then has
+        no acoustic meaning.
+
+    An xrun can make the audio clock lose time against the host clock (a late JACK cycle
+    on the dummy driver): the line then has a step. `sample_of_host_us` therefore uses the
+    intercept of the stamps within `local_s` of the time it maps (their lower edge), so an
+    event is placed by the blocks around it, not by a compromise over the whole session.
+    """
+
+    intercept_us: float
+    slope_us: float
+    residual_us: float
+    blocks: int
+    paced: bool = True
+    stamp_us: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    """Host µs of every stamp, shape (blocks,)."""
+    offset_us: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    """Each stamp's offset from the slope (``t_us - slope_us * start``), µs, shape (blocks,)."""
+    local_s: float = 0.5
+
+    def _intercept_at(self, t_us: float) -> float:
+        near = np.abs(self.stamp_us - float(t_us)) <= self.local_s * 1e6
+        if near.sum() < 4:
+            return self.intercept_us
+        return float(np.quantile(self.offset_us[near], 0.2))
+
+    def sample_of_host_us(self, t_us: float) -> float:
+        """Session sample index (fractional) at host time `t_us`, µs."""
+        return (float(t_us) - self._intercept_at(t_us)) / self.slope_us
+
+    def host_us_of_sample(self, sample_index: float) -> float:
+        """Host time, µs, of session sample `sample_index`."""
+        t = self.intercept_us + self.slope_us * float(sample_index)
+        return self._intercept_at(t) + self.slope_us * float(sample_index)
+
+    def drift_ppm(self, sample_rate_hz: int) -> float:
+        """Audio clock vs host clock, ppm (positive: the audio clock runs slow)."""
+        return (self.slope_us * sample_rate_hz / 1e6 - 1.0) * 1e6
+
+
+STEP_US = 2000.0
+"""A jump of the stamps' lower envelope bigger than this (µs) is a step of the audio clock
+against the host clock (an xrun), not drift or jitter."""
+
+
+def fit_host_clock(
+    starts: np.ndarray, t_us: np.ndarray, sample_rate_hz: int
+) -> HostClockMap | None:
+    """Fit `HostClockMap` to block stamps: `starts` (block start samples), `t_us` (host µs).
+
+    A callback runs at its period's start plus a wake-up delay that is never negative, so
+    the stamps lie on or above the true line. The slope is the median of the slopes between
+    every pair of points of the lower envelope (the earliest stamp of each twentieth of the
+    session, pairs within one stretch between steps of more than `STEP_US`: an xrun's).
+    The intercept is the 20th percentile of the stamps' offsets from that slope (their
+    lower edge), over the whole session and, for `sample_of_host_us`, around each mapped
+    time. None without stamps.
+    """
+    k = np.asarray(starts, dtype=np.float64)
+    t = np.asarray(t_us, dtype=np.float64)
+    nominal = 1e6 / sample_rate_hz
+    if k.size == 0:
+        return None
+    if k.size < 3 or np.ptp(k) == 0:
+        return HostClockMap(float(t[0] - nominal * k[0]), nominal, 0.0, int(k.size))
+    # The lower envelope: the earliest stamp (least wake-up delay) of each of ~20 chunks.
+    chunk = max(1, k.size // 20)
+    env_k, env_t = [], []
+    for a in range(0, k.size, chunk):
+        i = a + int(np.argmin(t[a : a + chunk] - nominal * k[a : a + chunk]))
+        env_k.append(k[i])
+        env_t.append(t[i])
+    ek, et = np.asarray(env_k), np.asarray(env_t)
+    # Steps (an xrun: the audio clock lost a period or more) split the envelope into
+    # segments; slopes are only taken within one. Drift moves the envelope by microseconds
+    # per chunk, a step by milliseconds.
+    rough = (et[-1] - et[0]) / (ek[-1] - ek[0]) if ek[-1] > ek[0] else nominal
+    segment = np.concatenate([[0], np.cumsum(np.abs(np.diff(et - rough * ek)) > STEP_US)])
+    ii, jj = np.triu_indices(ek.size, 1)
+    dk = ek[jj] - ek[ii]
+    ok = (dk > 0) & (segment[ii] == segment[jj])
+    slope = float(np.median((et[jj] - et[ii])[ok] / dk[ok])) if ok.any() else nominal
+    offsets = t - slope * k
+    icpt = float(np.quantile(offsets, 0.2))
+    mad = float(np.median(np.abs(offsets - np.median(offsets))))
+    # Faster than real time (or no clock at all): far more samples per µs than the rate.
+    paced = bool(abs(slope / nominal - 1.0) < 0.05)
+    return HostClockMap(
+        icpt,
+        slope,
+        mad,
+        int(k.size),
+        paced,
+        t,
+        offsets,
+    )
+
+
+@dataclass(frozen=True)
 class Capture:
     """A session's recording.
 
     samples: shape (n, 2) float32, column 0 = ref, column 1 = ear (the layout
         `harness.analysis.analyze_capture` takes with ref_channel=0, ear_channel=1).
     mouth: shape (n,) float32, what the rig sent to the mouth in each frame.
+    clock: the session's host clock <-> sample map (None when no block was stamped).
     """
 
     samples: np.ndarray
     mouth: np.ndarray
     sample_rate_hz: int
     status: RigStatus
+    clock: HostClockMap | None = None
+
+    def capture_s_of_host_us(self, t_us: float) -> float | None:
+        """Capture-timeline seconds of host time `t_us` (µs, `time.monotonic_ns() // 1000`),
+        through `clock`; None without a clock."""
+        if self.clock is None:
+            return None
+        return self.clock.sample_of_host_us(t_us) / self.sample_rate_hz
 
     @property
     def ref(self) -> np.ndarray:
@@ -158,6 +284,9 @@ class StreamBuffers:
     capacity_frames: how many frames the session can hold (mouth and capture alike).
     """
 
+    MIN_BLOCK_FRAMES = 32
+    """Smallest period the stamp arrays are sized for (more, smaller blocks are not stamped)."""
+
     def __init__(self, capacity_frames: int) -> None:
         self.capacity = int(capacity_frames)
         self.mouth = np.zeros(self.capacity, dtype=np.float32)
@@ -166,6 +295,11 @@ class StreamBuffers:
         self.blocks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self.xruns: list[Xrun] = []
         self.full = False
+        # Host clock stamps, one per block: preallocated so the callback only stores.
+        n_stamps = self.capacity // self.MIN_BLOCK_FRAMES + 2
+        self.stamp_start = np.zeros(n_stamps, dtype=np.int64)
+        self.stamp_us = np.zeros(n_stamps, dtype=np.int64)
+        self.stamps = 0
 
     def exchange(self, ref_in: np.ndarray, ear_in: np.ndarray, mouth_out: np.ndarray) -> None:
         """Copy one block in and one block out (real-time safe: no allocation but the queue
@@ -182,8 +316,18 @@ class StreamBuffers:
         self.capture[p : p + n, 0] = ref_in
         self.capture[p : p + n, 1] = ear_in
         mouth_out[:] = self.mouth[p : p + n]
+        k = self.stamps
+        if k < len(self.stamp_us):
+            self.stamp_us[k] = time.monotonic_ns() // 1000
+            self.stamp_start[k] = p
+            self.stamps = k + 1
         self.position = p + n
         self.blocks.put_nowait((p, n))
+
+    def clock_map(self, sample_rate_hz: int) -> HostClockMap | None:
+        """The host clock <-> sample map fitted to the stamps so far (see `HostClockMap`)."""
+        k = self.stamps
+        return fit_host_clock(self.stamp_start[:k], self.stamp_us[:k], sample_rate_hz)
 
     def note(self, kind: str, detail: str = "") -> None:
         """Record a glitch at the current position (callable from a callback)."""
@@ -242,6 +386,17 @@ class RigSession:
     def capacity_frames(self) -> int:
         """Frames the session can hold."""
         return self._buffers.capacity
+
+    @property
+    def guard_frames(self) -> int:
+        """How far ahead of `position` mouth audio must be scheduled, frames (0 on the sim,
+        one or two periods on a real-time stream)."""
+        return int(self._driver.guard_frames)
+
+    @property
+    def realtime(self) -> bool:
+        """True when blocks arrive on their own clock (JACK, PortAudio), False on the sim."""
+        return bool(self._driver.realtime)
 
     def start(self) -> RigSession:
         """Attach to the rig's stream; frame 0 is the first block after this call."""
@@ -347,7 +502,13 @@ class RigSession:
         b = self._buffers
         n = b.position
         status = RigStatus(n, self.sample_rate_hz, tuple(b.xruns), self._latency())
-        return Capture(b.capture[:n].copy(), b.mouth[:n].copy(), self.sample_rate_hz, status)
+        return Capture(
+            b.capture[:n].copy(),
+            b.mouth[:n].copy(),
+            self.sample_rate_hz,
+            status,
+            b.clock_map(self.sample_rate_hz),
+        )
 
     def __enter__(self) -> RigSession:
         return self.start()
@@ -445,4 +606,5 @@ def play_and_record(
         capture.mouth[:frames],
         capture.sample_rate_hz,
         capture.status,
+        capture.clock,
     )

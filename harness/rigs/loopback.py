@@ -16,7 +16,6 @@ capture, the next mouth block out of its preallocated timeline (`StreamBuffers.e
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from typing import Any
@@ -76,9 +75,7 @@ class LoopbackRig(RigBase):
                 self.server_name = self.server.name
             claim(self.server_name)
             self._claimed = self.server_name
-            client = jack.Client(
-                self.options["client_name"], servername=self.server_name, no_start_server=True
-            )
+            client = self._open_client(jack)
             self.client = client
             if client.samplerate != self.sample_rate_hz:
                 raise RigUnavailable(
@@ -99,6 +96,21 @@ class LoopbackRig(RigBase):
             self.close()
             raise
         return self
+
+    def _open_client(self, jack: Any, attempts: int = 3) -> Any:
+        """The harness's JACK client. Two servers starting at the same moment (rigs side by
+        side in two processes) can race in libjack's shared-memory registry and refuse the
+        first client with a server error: try again shortly before giving up."""
+        for attempt in range(attempts):
+            try:
+                return jack.Client(
+                    self.options["client_name"], servername=self.server_name, no_start_server=True
+                )
+            except jack.JackOpenError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.3)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         """Deactivate and close the client; stop the server if the rig started it."""
@@ -143,11 +155,29 @@ class LoopbackRig(RigBase):
                     f"after {timeout_s:g} s; clients there: {', '.join(names)}"
                 )
             time.sleep(0.05)
-        for port in ins:
-            self.client.connect(self._mouth, port)
-        for port in outs:
-            with contextlib.suppress(jack.JackErrorCode):  # already connected
-                self.client.connect(port, self._ear)
+        # A client's ports exist as soon as it registers them, but JACK refuses connections
+        # until it activates (an agent may load its engines in between): retry until then.
+        while True:
+            try:
+                for port in ins:
+                    if self._mouth.name not in {
+                        p.name for p in self.client.get_all_connections(port)
+                    }:
+                        self.client.connect(self._mouth, port)
+                for port in outs:
+                    if self._ear.name not in {
+                        p.name for p in self.client.get_all_connections(port)
+                    }:
+                        self.client.connect(port, self._ear)
+                break
+            except jack.JackErrorCode as exc:
+                if time.monotonic() > deadline:
+                    raise RigUnavailable(
+                        f"JACK client {name!r} (--dut jack:{name}) has ports on server "
+                        f"{self.server_name!r} but refused connections for {timeout_s:g} s "
+                        f"(is it activated?): {exc}"
+                    ) from None
+                time.sleep(0.1)
         self.dut = name
 
     # --- real-time side ---------------------------------------------------------------------

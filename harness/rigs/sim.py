@@ -149,7 +149,9 @@ class ScriptedDut:
                 self._reply_at = None
                 replying = False
         if replying:
-            if self._reply_end() <= t1 and self.trigger == "speech_end":
+            # Retired only once its last sample has been pulled (pull follows push, block by
+            # block): retiring at t1 silenced the rest of the block the reply ends in.
+            if self._reply_end() <= t0 and self.trigger == "speech_end":
                 self.events.append(("reply_end", self._reply_end()))
                 self._reply_at, self._reply_stop, self._barged = None, None, False
                 self._speech_start, self._last_loud = None, -1

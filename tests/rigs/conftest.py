@@ -3,36 +3,17 @@ the delay DUT, and the three rigs under one parametrised fixture."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 
 import pytest
 
-from harness.rigs.jackd import NAME_PREFIX, JackServer, live_servers, running_jackd
+from harness.rigs.jackd import JackServer
+from tests.jack_guard import (  # noqa: F401 (autouse fixtures, shared)
+    no_orphan_jackd,
+    no_orphan_jackd_at_end,
+)
 from tests.rigs.helpers import DUT_DELAY, load_delay_dut, wire_soundcard
-
-
-def _ours() -> list[tuple[int, str]]:
-    return running_jackd(f"{NAME_PREFIX}{os.getpid()}-")
-
-
-@pytest.fixture(autouse=True)
-def no_orphan_jackd():
-    """Every test leaves no jackd of this process running (function-scoped servers)."""
-    before = {pid for pid, _ in _ours()}
-    yield
-    left = [(pid, name) for pid, name in _ours() if pid not in before]
-    assert not left, f"jackd left running after the test: {left}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_orphan_jackd_at_end():
-    """And nothing at all is left when the session ends."""
-    yield
-    for server in live_servers():
-        server.stop()
-    assert not _ours(), f"jackd left running after the session: {_ours()}"
 
 
 @pytest.fixture

@@ -37,3 +37,20 @@ def wire_soundcard(server: str, pa_client: str, dut: str) -> None:
         c.connect(f"{dut}:out", f"{pa_client}:in_1")
     finally:
         c.close()
+
+
+def sim_profile(**tables):
+    """A sim profile: the shipped one with some tables' keys replaced."""
+    import tomllib
+
+    from harness.rigs.profile import FIXTURES_DIR
+
+    data = tomllib.loads((FIXTURES_DIR / "sim.toml").read_text())
+    for name, keys in tables.items():
+        t = data
+        for part in name.split("__"):
+            t = t.setdefault(part, {})
+        t.update(keys)
+    from harness.rigs.profile import validate
+
+    return validate(data, "<test>")

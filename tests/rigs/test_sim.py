@@ -9,26 +9,12 @@ import pytest
 
 from harness.groundtruth import _resample
 from harness.rigs import AudioRig, SessionError, open_rig
-from harness.rigs.profile import load_profile, validate
+from harness.rigs.profile import load_profile
 from harness.rigs.sim import ScriptedDut, SimRig
 from harness.signal import fit_drift, locate, refine_lag
+from tests.rigs.helpers import sim_profile
 
 FS = 48000
-
-
-def sim_profile(**tables):
-    """A sim profile: the shipped one with some tables' keys replaced."""
-    import tomllib
-
-    from harness.rigs.profile import FIXTURES_DIR
-
-    data = tomllib.loads((FIXTURES_DIR / "sim.toml").read_text())
-    for name, keys in tables.items():
-        t = data
-        for part in name.split("__"):
-            t = t.setdefault(part, {})
-        t.update(keys)
-    return validate(data, "<test>")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@
 | in-process frames | `host.AgentHost` | the caller |
 | file | `filemode` | a real-time clock thread |
 
-Audio callbacks only copy blocks (`BlockPump.exchange`): a worker thread feeds the agent,
-so nothing slow runs on the audio thread. That costs one period of output latency.
+Audio callbacks only copy blocks (`BlockPump.exchange`): a worker thread feeds the agent
+its input, so nothing slow runs on the audio thread, and the callback reads the agent's
+output buffer directly (a copy under a lock), so output latency never builds up.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from device.agent.host import AgentHost
 class BlockPump:
     """Moves blocks between an audio callback and an `AgentHost`.
 
-    The callback calls `exchange` with each input block and plays the block it returns:
-    the agent's output for the previous period (zeros on the first one, or when the worker
-    has fallen behind: counted in `late_blocks`). A worker thread pushes the input to the
-    host and pulls the same number of output samples.
+    The callback calls `exchange` with each input block and plays the block it returns: the
+    next samples of the agent's output buffer, read at once (zeros while it is quiet). A
+    worker thread pushes the input to the host (resampling, VAD), off the audio thread.
+
+    An earlier design pulled the output on the worker too and queued it for the next
+    callback: every period the worker was late played silence *and* pushed all later
+    output one period back, for good — on a busy machine the agent's speech drifted 100 ms
+    and more behind its own clock, and a barge-in stopped that much later.
 
     Args:
         host: a started `AgentHost` whose input and output rates are the device's rate.
@@ -36,10 +41,8 @@ class BlockPump:
     def __init__(self, host: AgentHost) -> None:
         self.host = host
         self._in: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
-        self._out: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
-        self._primed = False
         self.late_blocks = 0
-        """Callbacks that found no output block ready (played zeros)."""
+        """Callbacks that found the worker still behind with earlier input (> 1 block)."""
         self.blocks = 0
         """Blocks exchanged so far."""
         self._thread = threading.Thread(target=self._work, name="agent-pump", daemon=True)
@@ -49,21 +52,11 @@ class BlockPump:
         """Audio thread: hand over one input block (float32, shape ``(n,)``); returns the
         ``n`` output samples to play now."""
         n = len(block)
+        if self._in.qsize() > 1:
+            self.late_blocks += 1
         self._in.put(np.array(block, dtype=np.float32, copy=True))
         self.blocks += 1
-        if not self._primed:  # the first period plays silence: one period of latency
-            self._primed = True
-            return np.zeros(n, np.float32)
-        try:
-            out = self._out.get_nowait()
-        except queue.Empty:
-            self.late_blocks += 1
-            return np.zeros(n, np.float32)
-        if len(out) != n:  # the device changed its block size: pad or cut
-            fixed = np.zeros(n, np.float32)
-            fixed[: min(n, len(out))] = out[:n]
-            out = fixed
-        return out
+        return self.host.pull(n)
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Stop the worker (the host is the caller's to close)."""
@@ -76,4 +69,3 @@ class BlockPump:
             if block is None:
                 return
             self.host.push(block)
-            self._out.put(self.host.pull(len(block)))

@@ -7,8 +7,8 @@ speaker), on the JACK server's clock. Used on the loopback rig (`--dut jack:CLIE
 or from a shell: ``python -m device.agent.live --jack tympan-agent [--server NAME]``.
 
 The agent runs at the server's sample rate (a multiple of 16 kHz: 16, 32, 48 or 96 kHz).
-The process callback only copies blocks (`device.agent.adapters.BlockPump`); the agent's
-output for period k plays in period k + 1.
+The process callback only copies blocks (`device.agent.adapters.BlockPump`): the input to
+a worker thread, the agent's output straight from its buffer.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ or from a shell: ``python -m device.agent.live --device "USB Audio"``.
 ambiguous one is an error listing the candidates), or a pair (input, output). With
 PortAudio's JACK host API the stream is a JACK client; `jack_client_name` names it (else
 PortAudio calls it "PortAudio"). The callback only copies blocks
-(`device.agent.adapters.BlockPump`): the agent's output for period k plays in period k + 1.
+(`device.agent.adapters.BlockPump`): the input to a worker thread, the output straight
+from the agent's buffer.
 """
 
 from __future__ import annotations

@@ -1,0 +1,557 @@
+"""The contracts a streaming voice agent is held to, as checks and assertions.
+
+Every check returns `Check` values (contract, name, passed, message) so a run can count rates
+over many turns; every ``assert_*`` raises `ContractError` (an AssertionError, so pytest shows
+it as a failure) whose message starts with the contract in brackets — ``[budget]``,
+``[chunking]``, ``[cancellation]``, ``[turn-taking]`` — names the broken rule, shows what was
+seen against what was allowed, and points at the evidence.
+
+A *turn* here is anything shaped like `harness.scenario.TurnResult`: ``name``, ``metrics``
+(a `TurnMetrics`), ``events`` (telemetry mapped onto the capture: ``{"event", "t_s", ...}``),
+``plan`` (``stimulus``, ``barge_in`` utterances) and ``paths`` (evidence files). Checks that
+need telemetry the DUT does not send say so and pass (``applicable`` False): an agent is not
+failed for what the harness cannot see.
+
+Map:
+    Check, ContractError, assert_checks
+    check_reply / check_pause_trap / check_partial_gate      turn-taking
+    check_chunking                                           chunking, back-pressure, stalls
+    check_cancellation                                       barge-in
+    check_budget / assert_budget                             percentiles over many turns
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.budgets import Budget, Budgets, CancellationRules, ChunkingRules, evaluate
+from harness.fusion import events_named, reply_turn
+
+CONTRACTS: tuple[str, ...] = ("budget", "chunking", "cancellation", "turn-taking", "infrastructure")
+"""Contract names; failure messages start with ``[contract]``."""
+
+_BOUNDARY = re.compile(r"[.?!;:,]['\")\]]*$")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule checked on one turn (or on a whole run for budgets).
+
+    contract: one of `CONTRACTS`. name: the rule, e.g. "first chunk before LLM done".
+    passed: held or not. message: what was seen (a person can act on it). applicable: False
+    when the evidence needed is missing (the check then passes and says why).
+    """
+
+    contract: str
+    name: str
+    passed: bool
+    message: str
+    applicable: bool = True
+
+    def __str__(self) -> str:
+        mark = "ok" if self.passed else "FAILED"
+        return f"[{self.contract}] {self.name}: {mark} - {self.message}"
+
+
+class ContractError(AssertionError):
+    """A contract did not hold; the message starts with ``[contract]``."""
+
+
+def _evidence(turn: Any) -> str:
+    paths = getattr(turn, "paths", None) or {}
+    where = paths.get("capture_wav") if isinstance(paths, Mapping) else None
+    return f" (evidence: {where})" if where else ""
+
+
+def assert_checks(checks: Iterable[Check], turn: Any = None) -> None:
+    """Raise `ContractError` listing every failed check (the first's contract leads)."""
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return
+    name = getattr(turn, "name", None)
+    head = f"[{failed[0].contract}] {failed[0].name}: {failed[0].message}"
+    lines = [head + (f" - turn {name}" if name else "") + _evidence(turn)]
+    lines += [f"  also [{c.contract}] {c.name}: {c.message}" for c in failed[1:]]
+    raise ContractError("\n".join(lines))
+
+
+def _metrics(turn: Any) -> Any:
+    return turn.metrics
+
+
+def _events(turn: Any) -> list[Mapping[str, Any]]:
+    return list(getattr(turn, "events", None) or [])
+
+
+# ------------------------------------------------------------------------------------------
+# Turn-taking
+# ------------------------------------------------------------------------------------------
+
+
+def check_reply(turn: Any) -> Check:
+    """The agent answered: a reply was heard at the ear (``no_reply`` is a failure; other
+    discards are measurement doubts, not a missing reply)."""
+    m = _metrics(turn)
+    missing = (m.discard or "").startswith("no_reply")
+    timeout = getattr(turn, "timeout", None)
+    if missing or (timeout and "no reply" in timeout):
+        why = timeout or m.discard
+        return Check("turn-taking", "a reply is heard", False, f"no reply: {why}")
+    return Check("turn-taking", "a reply is heard", True, "reply heard")
+
+
+def check_pause_trap(turn: Any) -> Check:
+    """The agent did not speak inside the user's mid-sentence pause (it cut the user off).
+
+    Evidence: the ear (a reply starting before the labelled end of speech) and the telemetry
+    (a ``playback_start`` before it).
+    """
+    m = _metrics(turn)
+    name = "no reply inside a mid-sentence pause"
+    if (m.discard or "").startswith("reply_before_speech_end"):
+        return Check("turn-taking", name, False, f"the agent talked over the user: {m.discard}")
+    end = m.speech_end_s
+    early = [e for e in events_named(_events(turn), "playback_start") if end is not None]
+    early = [e for e in early if e.get("t_s") is not None and e["t_s"] < end]
+    if early:
+        t = early[0]["t_s"]
+        return Check(
+            "turn-taking",
+            name,
+            False,
+            f"the device started playback at {t:.3f} s, {1000 * (end - t):.0f} ms before the "
+            f"user finished ({end:.3f} s): it took the pause for the end of the question",
+        )
+    return Check("turn-taking", name, True, "no sound or playback before the end of speech")
+
+
+def check_partial_gate(turn: Any) -> Check:
+    """The LLM was only asked on an end of utterance (or speculatively, in the end-of-
+    utterance silence), never on a partial transcript."""
+    name = "LLM waits for the end of utterance"
+    reqs = events_named(_events(turn), "llm_request")
+    if not reqs:
+        return Check("turn-taking", name, True, "no llm_request telemetry", applicable=False)
+    bad = [e for e in reqs if e.get("partial") and not e.get("speculative")]
+    if bad:
+        texts = ", ".join(repr(str(e.get("text", ""))) for e in bad[:3])
+        return Check(
+            "turn-taking",
+            name,
+            False,
+            f"{len(bad)} LLM request(s) fired on partial transcripts ({texts}): the EOU gate is "
+            "missing, the LLM answers half a question",
+        )
+    return Check("turn-taking", name, True, f"{len(reqs)} request(s), none on a partial")
+
+
+# ------------------------------------------------------------------------------------------
+# Chunking, back-pressure, stalls
+# ------------------------------------------------------------------------------------------
+
+
+def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]:
+    """Chunking of the reply: clause boundaries, minimum size, streaming (first chunk before
+    the LLM is done), TTS queue bounded, no event-loop stalls, no audible gap in the audio."""
+    rules = rules or ChunkingRules()
+    m = _metrics(turn)
+    events = _events(turn)
+    checks: list[Check] = []
+    gaps = _gaps_before(m, m.barge_in_onset_s)
+    worst = max(gaps, default=0.0)
+    checks.append(
+        Check(
+            "chunking",
+            "no audible stall inside the reply",
+            worst <= rules.max_gap_ms,
+            f"longest silence inside the reply {worst:.0f} ms (limit {rules.max_gap_ms:.0f} ms)"
+            + (f" at segment gaps {[round(g) for g in gaps]}" if worst > rules.max_gap_ms else ""),
+        )
+    )
+    turn_no = reply_turn(events, m.speech_end_s)
+    chunks = events_named(events, "tts_chunk", turn_no) if turn_no is not None else []
+    if not chunks:
+        checks.append(Check("chunking", "chunks", True, "no tts_chunk telemetry", applicable=False))
+        return checks + _queue_and_stalls(events, rules)
+
+    def tokens(e: Mapping[str, Any]) -> int:
+        n = e.get("tokens")
+        return int(n) if n is not None else len(str(e.get("text", "")).split())
+
+    small = [e for e in chunks[:-1] if tokens(e) < rules.min_tokens]
+    checks.append(
+        Check(
+            "chunking",
+            "no chunk below the minimum",
+            not small,
+            f"{len(small)} of {len(chunks)} chunks under {rules.min_tokens} tokens before the "
+            f"last: {[str(e.get('text', '')) for e in small[:5]]} - token-by-token TTS"
+            if small
+            else f"{len(chunks)} chunks, each >= {rules.min_tokens} tokens (the last excepted)",
+        )
+    )
+    unbounded = [
+        e
+        for e in chunks[:-1]
+        if not _BOUNDARY.search(str(e.get("text", "")).strip())
+        and not (e.get("reason") == "max_tokens" and tokens(e) >= rules.min_tokens)
+        and tokens(e) < rules.max_tokens
+    ]
+    checks.append(
+        Check(
+            "chunking",
+            "chunks end on a clause boundary or at max tokens",
+            not unbounded,
+            f"chunks cut mid-clause: {[str(e.get('text', '')) for e in unbounded[:5]]}"
+            if unbounded
+            else "every chunk ends on a boundary or at its token limit",
+        )
+    )
+    done = events_named(events, "llm_done", turn_no)
+    first_t = chunks[0].get("t_s")
+    if done and first_t is not None and done[0].get("t_s") is not None:
+        lag_ms = (first_t - done[0]["t_s"]) * 1000.0
+        checks.append(
+            Check(
+                "chunking",
+                "first chunk reaches TTS before the LLM is done",
+                lag_ms < 0,
+                f"first chunk {abs(lag_ms):.0f} ms "
+                + ("before" if lag_ms < 0 else "AFTER")
+                + " llm_done"
+                + (
+                    " - TTS waits for the whole LLM reply (serialised, not streamed)"
+                    if lag_ms >= 0
+                    else ""
+                ),
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "chunking",
+                "first chunk reaches TTS before the LLM is done",
+                True,
+                "no llm_done telemetry for the reply",
+                applicable=False,
+            )
+        )
+    return checks + _queue_and_stalls(events, rules)
+
+
+def _gaps_before(m: Any, until_s: float | None) -> list[float]:
+    """Silences inside the reply, ms; with a barge-in only those before it (the silence
+    after an interrupted reply is the point, not a stall)."""
+    segs = [s for s in (m.segments or []) if until_s is None or s[0] < until_s]
+    if until_s is None:
+        return [float(g) for g in (m.gaps_ms or []) if g is not None]
+    return [(b[0] - a[1]) * 1000.0 for a, b in itertools.pairwise(segs)]
+
+
+def _queue_and_stalls(events: Sequence[Mapping[str, Any]], rules: ChunkingRules) -> list[Check]:
+    checks: list[Check] = []
+    depths = [e for e in events_named(events, "queue_depth") if e.get("queue", "tts") == "tts"]
+    if depths:
+        over = [e for e in depths if e.get("bound") and int(e["depth"]) > int(e["bound"])]
+        # an explicit null bound is the device saying "unbounded"; a missing field says nothing
+        no_bound = [e for e in depths if "bound" in e and not e["bound"]]
+        deepest = max(int(e.get("depth", 0)) for e in depths)
+        if over:
+            msg = f"TTS queue depth {deepest} above its bound {over[0]['bound']}"
+        elif no_bound and deepest > rules.max_queue_depth:
+            msg = (
+                f"TTS queue reports no bound and reached depth {deepest} (limit "
+                f"{rules.max_queue_depth}): no back-pressure, the LLM runs ahead of the speech"
+            )
+        elif no_bound:
+            msg = (
+                f"TTS queue reports no bound (deepest {deepest}): without back-pressure a long "
+                "reply piles up text that a barge-in must throw away"
+            )
+        else:
+            msg = ""
+        checks.append(
+            Check(
+                "chunking",
+                "TTS queue bounded (back-pressure)",
+                not msg,
+                msg or f"deepest {deepest}, within the bound {depths[0].get('bound')}",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "chunking",
+                "TTS queue bounded (back-pressure)",
+                True,
+                "no queue_depth telemetry",
+                applicable=False,
+            )
+        )
+    stalls = [float(e.get("lag_ms", 0.0)) for e in events_named(events, "loop_stall")]
+    worst = max(stalls, default=0.0)
+    checks.append(
+        Check(
+            "chunking",
+            "no event-loop stall",
+            worst <= rules.max_loop_stall_ms,
+            f"{len(stalls)} event-loop stall(s), worst {worst:.0f} ms (limit "
+            f"{rules.max_loop_stall_ms:.0f} ms): a blocking call inside the event loop"
+            if worst > rules.max_loop_stall_ms
+            else f"worst event-loop lag {worst:.0f} ms",
+        )
+    )
+    return checks
+
+
+# ------------------------------------------------------------------------------------------
+# Cancellation
+# ------------------------------------------------------------------------------------------
+
+
+def check_cancellation(
+    turn: Any,
+    rules: CancellationRules | None = None,
+    stop_budget_ms: float = 200.0,
+) -> list[Check]:
+    """A barge-in turn: the reply stopped within `stop_budget_ms`, no stale audio after the
+    stop, the device cancelled (telemetry), the barge-in is answered (or, for a clip like
+    "Stop.", met with silence) within the TTFA allowed, and old and new replies never overlap."""
+    rules = rules or CancellationRules()
+    m = _metrics(turn)
+    events = _events(turn)
+    checks: list[Check] = []
+    if m.barge_in_onset_s is None:
+        return [
+            Check(
+                "cancellation", "barge-in injected", False, "the barge-in clip was not found in ref"
+            )
+        ]
+    stop = m.stop_latency_ms
+    if stop is None:
+        why = next((n for n in m.notes if "stop" in n.lower()), "no stop found")
+        talked_ms = _sound_after_onset_ms(m, why)
+        if talked_ms is not None and talked_ms > stop_budget_ms:
+            msg = (
+                f"the reply went on for at least {talked_ms:.0f} ms after the barge-in (budget "
+                f"{stop_budget_ms:.0f} ms) - the agent talked on over the user (its exact stop "
+                f"is not measurable: {why})"
+            )
+        else:
+            msg = f"not measured: {why}"
+        checks.append(Check("cancellation", "reply stops on barge-in", False, msg))
+    else:
+        checks.append(
+            Check(
+                "cancellation",
+                "reply stops on barge-in",
+                stop <= stop_budget_ms,
+                f"stop latency {stop:.0f} ms (budget {stop_budget_ms:.0f} ms)"
+                + (" - the agent talked on over the user" if stop > stop_budget_ms else ""),
+            )
+        )
+    residual = m.residual_ms or 0.0
+    checks.append(
+        Check(
+            "cancellation",
+            "no stale audio after the stop",
+            residual <= rules.max_stale_ms,
+            f"{residual:.0f} ms of the interrupted reply heard after it stopped (limit "
+            f"{rules.max_stale_ms:.0f} ms)"
+            + (
+                " - queued audio of a cancelled reply still plays"
+                if residual > rules.max_stale_ms
+                else ""
+            ),
+        )
+    )
+    barges = [
+        e
+        for e in events_named(events, "barge_in")
+        if (e.get("t_s") or 0) >= m.barge_in_onset_s - 0.05
+    ]
+    if not events:
+        checks.append(
+            Check(
+                "cancellation", "device cancels LLM and TTS", True, "no telemetry", applicable=False
+            )
+        )
+    elif not barges:
+        checks.append(
+            Check(
+                "cancellation",
+                "device cancels LLM and TTS",
+                False,
+                "the device reported no barge_in after the barge-in speech started",
+            )
+        )
+    else:
+        old_turn = barges[0].get("turn")
+        done = [e for e in events_named(events, "cancel_done") if e.get("turn") == old_turn]
+        if done:
+            msg = (
+                f"cancel_done for turn {old_turn}: dropped {done[0].get('chunks_dropped')} "
+                f"chunk(s), {done[0].get('audio_dropped_ms')} ms of audio"
+            )
+        else:
+            msg = (
+                f"barge_in at {barges[0]['t_s']:.3f} s but no cancel_done for turn {old_turn}: "
+                "LLM and TTS of the old reply were never cancelled"
+            )
+        checks.append(Check("cancellation", "device cancels LLM and TTS", bool(done), msg))
+        new_play = [
+            e
+            for e in events_named(events, "playback_start")
+            if e.get("turn") not in (None, old_turn)
+        ]
+        if new_play and done:
+            gap_ms = (new_play[0]["t_s"] - done[0]["t_s"]) * 1000.0
+            checks.append(
+                Check(
+                    "cancellation",
+                    "old and new replies never overlap",
+                    gap_ms >= 0,
+                    f"reply to turn {new_play[0].get('turn')} started {abs(gap_ms):.0f} ms "
+                    + ("after" if gap_ms >= 0 else "BEFORE")
+                    + f" the old reply (turn {old_turn}) was cancelled",
+                )
+            )
+        elif new_play and not done:
+            checks.append(
+                Check(
+                    "cancellation",
+                    "old and new replies never overlap",
+                    False,
+                    f"a new reply (turn {new_play[0].get('turn')}) started while turn {old_turn} "
+                    "was never cancelled",
+                )
+            )
+    clip = getattr(getattr(turn, "plan", None), "barge_in", None)
+    wants_answer = bool(getattr(clip, "reply_keywords", ()))
+    if clip is not None:
+        checks.append(_answer_check(m, clip, wants_answer, rules))
+    return checks
+
+
+def _sound_after_onset_ms(m: Any, why: str) -> float | None:
+    """When the stop could not be placed (the sound rang or faded out): how long the sound
+    playing at the barge-in went on at least, ms (its chained segments' end minus the
+    ring-down the analysis saw), None when nothing played on."""
+    onset = m.barge_in_onset_s
+    chain_end = None
+    for a, b in sorted(m.segments or []):
+        if b <= onset:
+            continue
+        if chain_end is None:
+            if a > onset + 0.3:
+                break
+            chain_end = b
+        elif a - chain_end < 0.3:
+            chain_end = max(chain_end, b)
+        else:
+            break
+    if chain_end is None:
+        return None
+    ring = re.search(r"rings down for (\d+) ms", why)
+    ring_ms = float(ring.group(1)) if ring else 0.0
+    return (chain_end - onset) * 1000.0 - ring_ms
+
+
+def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRules) -> Check:
+    """Is the barge-in answered (or met with silence, for "Stop.") in time?"""
+    name = "the barge-in is answered" if wants_answer else "a stop request is met with silence"
+    clip_len = float(clip.speech_end_s) - float(clip.speech_start_s)
+    clip_end = m.barge_in_onset_s + clip_len
+    stop_at = m.barge_in_onset_s + (m.stop_latency_ms or 0.0) / 1000.0
+    after = [s for s in (m.segments or []) if s[0] > max(clip_end, stop_at) + 0.1]
+    if not wants_answer:
+        if after:
+            return Check(
+                "cancellation",
+                name,
+                False,
+                f"the agent spoke again at {after[0][0]:.3f} s after being told to stop",
+            )
+        return Check("cancellation", name, True, "silence after the stop request")
+    if not after:
+        return Check(
+            "cancellation",
+            name,
+            False,
+            f"no reply to the barge-in after it ended at {clip_end:.3f} s",
+        )
+    ttfa = (after[0][0] - clip_end) * 1000.0
+    return Check(
+        "cancellation",
+        name,
+        ttfa <= rules.answer_ttfa_ms,
+        f"answer started {ttfa:.0f} ms after the barge-in speech ended (limit "
+        f"{rules.answer_ttfa_ms:.0f} ms)",
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Budgets over many turns
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of a metric from one turn, with where to look."""
+
+    value: float | None
+    turn: str
+    evidence: str = ""
+
+
+def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> Check:
+    """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out)."""
+    result = evaluate(budget, [s.value for s in samples])
+    kept = sorted((s for s in samples if s.value is not None), key=lambda s: -float(s.value or 0))
+    skipped = len(samples) - result.n
+    if result.value is None:
+        return Check(
+            "budget",
+            str(budget),
+            False,
+            f"no measured values out of {len(samples)} turn(s) (all discarded or missing)",
+        )
+    values = sorted(float(s.value) for s in kept if s.value is not None)
+    dist = (
+        f"n={result.n} min {values[0]:.0f} p50 {_pct(values, 50):.0f} p95 {_pct(values, 95):.0f} "
+        f"max {values[-1]:.0f}"
+    )
+    msg = (
+        f"{budget.metric} {budget.percentile} = {result.value:.0f} "
+        f"(budget {budget.limit:g}); {dist}"
+    )
+    if skipped:
+        msg += f"; {skipped} turn(s) discarded"
+    if not result.passed:
+        msg += "; worst: " + ", ".join(
+            f"{s.turn} {float(s.value or 0):.0f}" + (f" ({s.evidence})" if s.evidence else "")
+            for s in kept[:worst]
+        )
+    return Check("budget", str(budget), result.passed, msg)
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def assert_budget(budget: Budget, samples: Sequence[Sample]) -> None:
+    """Raise `ContractError` when `budget` does not hold over `samples`."""
+    check = check_budget(budget, samples)
+    if not check.passed:
+        raise ContractError(f"[budget] {check.message}")
+
+
+def check_budgets(budgets: Budgets, samples: Mapping[str, Sequence[Sample]]) -> list[Check]:
+    """Every budget whose metric has samples (metrics nobody measured are not checked)."""
+    return [check_budget(b, samples[b.metric]) for b in budgets.latency if samples.get(b.metric)]

@@ -1,0 +1,192 @@
+"""``tympan run``: the conformance suite through pytest, the latency table, the report.
+
+    tympan run [--rig sim|loopback|PROFILE.toml] [--dut SPEC] [--repeat N] [--budgets PATH]
+               [--out DIR] [--limit N] [--baseline RESULTS.json] [-- PYTEST ARGS...]
+
+With no arguments: the JACK loopback rig (it starts its own jackd), the reference agent with
+its default engines, the whole suite, results in out/run. The arguments are checked before
+anything starts (a bad rig, DUT spec or budget file: one line, exit 2). Exit status 0 only
+if every check of every turn held, every budget held and (with --baseline) nothing
+regressed; 1 otherwise; 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import InputError
+
+SUITE_DIR = Path(__file__).resolve().parent / "conformance"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``tympan run`` on the main CLI."""
+    p = subparsers.add_parser(
+        "run",
+        help="run the conformance suite against a DUT and write results and a report",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--rig", default="loopback", help="sim, loopback or a profile .toml")
+    p.add_argument("--dut", default="reference", help="DUT spec (default: reference)")
+    p.add_argument("--repeat", type=int, default=1, help="trials per utterance (default 1)")
+    p.add_argument("--budgets", type=Path, help="budget file (default fixtures/budgets.toml)")
+    p.add_argument("--out", type=Path, default=Path("out/run"), help="output folder")
+    p.add_argument("--limit", type=int, default=0, help="utterances per category, 0 = all")
+    p.add_argument("--baseline", type=Path, help="an earlier results.json to compare with")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest arguments")
+    p.set_defaults(func=run_command)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Check every argument before anything starts (InputError: exit 2)."""
+    from harness.budgets import load_budgets
+    from harness.rigs import load_profile
+    from harness.scenario import parse_dut_spec
+
+    load_profile(args.rig)
+    parse_dut_spec(args.dut)
+    load_budgets(args.budgets)
+    if args.repeat < 1:
+        raise InputError(f"--repeat {args.repeat}: expected a number of trials >= 1")
+    if args.limit < 0:
+        raise InputError(f"--limit {args.limit}: expected 0 (all) or more")
+    if args.baseline is not None:
+        from harness.report.results import load_results
+
+        load_results(args.baseline)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder")
+
+
+def pytest_command(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The pytest command line that runs the suite."""
+    out = args.out.resolve()
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE_DIR),
+        "-c",
+        str(out / "pytest.ini"),
+        "--rootdir",
+        str(out),
+        "-p",
+        "no:cacheprovider",
+        f"--tympan-rig={args.rig}",
+        f"--tympan-dut={args.dut}",
+        f"--tympan-repeat={args.repeat}",
+        f"--tympan-out={out}",
+        f"--tympan-limit={args.limit}",
+    ]
+    if args.budgets is not None:
+        cmd.append(f"--tympan-budgets={args.budgets.resolve()}")
+    if args.baseline is not None:
+        cmd.append(f"--tympan-baseline={args.baseline.resolve()}")
+    try:
+        import allure_pytest  # noqa: F401
+
+        cmd += ["--alluredir", str(out / "allure-results")]
+    except ImportError:
+        print("tympan run: allure-pytest is not installed: no allure-results", file=sys.stderr)
+    return cmd + extra
+
+
+PREVIOUS_RUN_ITEMS = (
+    "results.json",
+    "results.jsonl",
+    "results.csv",
+    "report.html",
+    "turns",
+    "allure-results",
+    "allure-report",
+    "dut",
+    "serial",
+)
+"""What one run leaves in OUT (history/ and previous/ stay across runs)."""
+
+
+def _fresh_out(out: Path, baseline: Path | None) -> Path | None:
+    """Make OUT ready for a new run without losing the last one: its results and evidence
+    move to OUT/previous/<time>/. Returns where the baseline file now is (it may have been
+    in OUT)."""
+    import shutil
+    import time
+
+    out.mkdir(parents=True, exist_ok=True)
+    present = [name for name in PREVIOUS_RUN_ITEMS if (out / name).exists()]
+    if present:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime((out / present[0]).stat().st_mtime))
+        dest = out / "previous" / stamp
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = out / "previous" / f"{stamp}-{n}"
+        dest.mkdir(parents=True)
+        for name in present:
+            moved = shutil.move(str(out / name), str(dest / name))
+            if baseline is not None and baseline.resolve() == (out / name).resolve():
+                baseline = Path(moved)
+        print(f"tympan run: the previous run in {out} moved to {dest}")
+    (out / "pytest.ini").write_text(
+        "# written by tympan run: the suite's own pytest configuration\n[pytest]\naddopts = -ra\n",
+        encoding="utf-8",
+    )
+    return baseline
+
+
+def _failed_checks(results: dict) -> list[str]:
+    bad = []
+    for t in results.get("turns", []):
+        for c in t.get("checks", []):
+            if not c.get("passed"):
+                bad.append(f"{t.get('turn')}: {c.get('message') or c.get('name')}")
+    for metric, s in (results.get("summary") or {}).items():
+        if s.get("passed") is False:
+            bad.append(f"budget {metric}: {s.get('budget')}")
+    return bad
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``tympan run``: validate, run pytest on the suite, report, judge."""
+    extra = list(args.pytest_args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    _validate(args)
+    out = args.out.resolve()
+    if args.baseline is not None and args.baseline.is_dir():
+        args.baseline = args.baseline / "results.json"
+    args.baseline = _fresh_out(out, args.baseline)
+    cmd = pytest_command(args, extra)
+    print(f"tympan run: rig {args.rig}, DUT {args.dut}, results in {out}", flush=True)
+    env = dict(os.environ)
+    status = subprocess.run(cmd, env=env, check=False).returncode
+    if status in (3, 4):
+        print(f"tympan run: pytest could not run the suite (exit {status})", file=sys.stderr)
+        return 2
+    results_path = out / "results.json"
+    if not results_path.is_file():
+        print("tympan run: no turn was played, so there is nothing to report", file=sys.stderr)
+        return 1 if status else 2
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    code = 0 if status == 0 else 1
+    failed = _failed_checks(results)
+    if failed:
+        code = 1
+        print(f"tympan run: {len(failed)} check(s) did not hold:")
+        for line in failed[:20]:
+            print(f"  {line}")
+    regressions = results.get("regressions") or []
+    if regressions:
+        code = 1
+        print(f"tympan run: {len(regressions)} regression(s) against {args.baseline}")
+    report = out / "report.html"
+    if report.is_file():
+        print(f"tympan run: report {report}")
+    print(f"tympan run: {'every check held' if code == 0 else 'FAILED'} (exit {code})")
+    return code

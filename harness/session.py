@@ -1,0 +1,571 @@
+"""One harness run: a rig, a DUT, budgets, the turns played so far and their evidence.
+
+This is what the pytest plugin's fixtures are thin wrappers of, and what a user's own script
+can drive without pytest::
+
+    with HarnessSession(RunSettings(rig="sim", dut="reference", out_dir=Path("out/x"))) as s:
+        outcome = s.turn(s.corpus.by_id("sq01_time"))
+        assert_checks(outcome.checks, outcome)
+
+Each turn is played by `harness.scenario.run_turn`, its telemetry split into stages
+(`harness.fusion`), checked against every contract that applies (`harness.assertions`), and
+written at once as a record to ``OUT/results.jsonl`` / ``results.json`` / ``results.csv``
+with its evidence (capture WAV, metrics JSON, events, timeline PNG) under ``OUT/turns/``:
+a crash later loses nothing already played. The same turn asked for twice (same stimulus,
+barge-in, offset and repeat) is played once: several tests can judge one turn from
+different angles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.analysis import AnalysisOptions
+from harness.assertions import (
+    Check,
+    Sample,
+    check_cancellation,
+    check_chunking,
+    check_partial_gate,
+    check_pause_trap,
+    check_reply,
+)
+from harness.budgets import Budgets, load_budgets
+from harness.corpus import Corpus, Utterance
+from harness.errors import HarnessError
+from harness.fusion import StageBreakdown, stage_breakdown
+
+MAX_ATTEMPTS = 3
+"""A turn whose session lost audio to an xrun is played again, up to this many times in all
+(not on the JACK loopback, whose xruns are late cycles that lose nothing)."""
+
+AUDIO_METRICS: tuple[str, ...] = ("ttfa_ms", "stop_latency_ms", "residual_ms", "max_gap_ms")
+"""Metrics measured from the audio of every turn (the stages come from telemetry)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a run is pointed at.
+
+    rig: "sim", "loopback" or a profile path. dut: a DUT spec (`harness.scenario.parse_dut_spec`).
+    budgets: a budget file (None: fixtures/budgets.toml). repeat: trials per utterance.
+    out_dir: where results and evidence go. corpus: a manifest path (None: audio_corpus/).
+    limit: at most this many utterances per corpus category in a parametrised test (0: all).
+    baseline: an earlier results.json (or its folder) to compare the percentiles with.
+    """
+
+    rig: str = "sim"
+    dut: str = "reference"
+    budgets: str | None = None
+    repeat: int = 1
+    out_dir: Path = Path("out/tympan")
+    corpus: str | None = None
+    limit: int = 0
+    baseline: str | None = None
+
+
+@dataclass
+class TurnOutcome:
+    """A played turn with everything derived from it.
+
+    result: the scenario's `TurnResult` (capture, metrics, events, evidence paths).
+    stages: the telemetry breakdown. checks: every contract check that applies to the turn.
+    record: the results record as written.
+    """
+
+    key: tuple[Any, ...]
+    result: Any
+    stages: StageBreakdown
+    checks: list[Check]
+    record: Any = None
+
+    @property
+    def name(self) -> str:
+        return str(self.result.name)
+
+    @property
+    def metrics(self) -> Any:
+        return self.result.metrics
+
+    @property
+    def events(self) -> list[dict]:
+        return list(self.result.events)
+
+    @property
+    def plan(self) -> Any:
+        return self.result.plan
+
+    @property
+    def paths(self) -> dict[str, Any]:
+        return {k: str(v) for k, v in (self.result.paths or {}).items()}
+
+    @property
+    def timeout(self) -> str | None:
+        return getattr(self.result, "timeout", None)
+
+    def checks_of(self, *contracts: str) -> list[Check]:
+        """The checks of the given contracts (all when none given)."""
+        return [c for c in self.checks if not contracts or c.contract in contracts]
+
+    @property
+    def verdict(self) -> str:
+        """ "failed" if a check failed, "discarded" if the measurement was refused, else
+        "passed"."""
+        if any(not c.passed for c in self.checks):
+            return "failed"
+        if self.metrics.discard is not None:
+            return "discarded"
+        return "passed"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a turn name."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120] or "turn"
+
+
+@dataclass
+class HarnessSession:
+    """A run's state (see the module docstring). Open lazily: the rig and DUT start on the
+    first turn, so a test session that plays no turn starts nothing."""
+
+    settings: RunSettings
+    progress: Callable[[str], None] | None = None
+    outcomes: list[TurnOutcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.budgets: Budgets = load_budgets(self.settings.budgets)
+        self.corpus: Corpus = Corpus.load(
+            Path(self.settings.corpus) if self.settings.corpus else None
+        )
+        self.out_dir = Path(self.settings.out_dir)
+        self._stack = contextlib.ExitStack()
+        self._rig: Any = None
+        self._dut: Any = None
+        self._bridge: Any = None
+        self._writer: Any = None
+        self._cache: dict[tuple[Any, ...], TurnOutcome] = {}
+        self.started = time.time()
+        self.finished: Any = None
+        self.infrastructure: list[str] = []
+        from harness.scenario import parse_dut_spec
+
+        self.dut_spec = parse_dut_spec(self.settings.dut)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def rig(self) -> Any:
+        """The opened rig (opened on first use)."""
+        if self._rig is None:
+            from harness.rigs import open_rig
+
+            self._rig = self._stack.enter_context(open_rig(self.settings.rig))
+        return self._rig
+
+    @property
+    def dut(self) -> Any:
+        """The opened DUT (opened on first use, after the rig)."""
+        if self._dut is None:
+            from harness.scenario import open_dut
+
+            rig = self.rig
+            self._dut = self._stack.enter_context(
+                open_dut(self.dut_spec, rig, log_dir=self.out_dir / "dut")
+            )
+        return self._dut
+
+    @property
+    def writer(self) -> Any:
+        """The incremental results writer (created with the first record)."""
+        if self._writer is None:
+            from harness.report.results import ResultsWriter
+
+            self._writer = ResultsWriter(self.out_dir, run_info=self.run_info())
+        return self._writer
+
+    def run_info(self) -> dict[str, Any]:
+        """What the run was: rig, DUT, budgets, settings (for results.json and reports)."""
+        info: dict[str, Any] = {
+            "rig": self.settings.rig,
+            "dut": self.settings.dut,
+            "budgets": self.budgets.source,
+            "repeat": self.settings.repeat,
+        }
+        if self._rig is not None:
+            info["sample_rate_hz"] = self._rig.sample_rate_hz
+            info["block_frames"] = self._rig.block_frames
+            lat = self._rig.latency()
+            info["rig_latency_samples"] = lat.calibrated_mouth_to_ref or lat.expected_mouth_to_ref
+        if self._dut is not None:
+            info.update({f"dut_{k}": v for k, v in (self._dut.info or {}).items()})
+        return info
+
+    def environment(self) -> dict[str, str]:
+        """What the report's environment panel shows: rig and its calibration, DUT (and its
+        firmware, from HELLO when a bridge is up), tympan version and git commit."""
+        from harness import __version__
+        from harness.report.results import git_commit
+
+        env = {k: str(v) for k, v in self.run_info().items()}
+        env["tympan version"] = __version__
+        env["git commit"] = git_commit() or "unknown"
+        hello = getattr(self._bridge, "hello", None)
+        if hello is not None:
+            env["DUT firmware"] = f"{hello.firmware} {hello.firmware_version}"
+        return env
+
+    def close(self) -> None:
+        """Finish the results (summary, baseline, history, report), stop the DUT and the rig
+        (by PID). The results files are complete before any report is drawn."""
+        self.finished = None
+        try:
+            if self._writer is not None:
+                from harness.report.run import finish_run
+
+                env = self.environment()
+                self.finished = finish_run(
+                    self._writer,
+                    self.budgets.as_mapping(),
+                    history_dir=self.out_dir / "history",
+                    baseline=self.settings.baseline,
+                    environment=env,
+                )
+        finally:
+            self._stack.close()
+            self._rig = self._dut = self._bridge = None
+
+    def __enter__(self) -> HarnessSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- turns ------------------------------------------------------------------------------
+
+    def turn(
+        self,
+        stimulus: Utterance | str,
+        *,
+        barge_in: Utterance | str | None = None,
+        barge_in_offset_ms: float | None = None,
+        repeat: int = 0,
+        test: str = "",
+        budgets: Budgets | None = None,
+        cache: bool = True,
+    ) -> TurnOutcome:
+        """Play one turn (or, with `cache`, return the same turn played earlier in this run:
+        same stimulus, barge-in clip, offset and trial)."""
+        from harness.scenario import TurnPlan, run_turn
+
+        stim = self.corpus.by_id(stimulus) if isinstance(stimulus, str) else stimulus
+        clip = self.corpus.by_id(barge_in) if isinstance(barge_in, str) else barge_in
+        if clip is not None and barge_in_offset_ms is None:
+            barge_in_offset_ms = 500.0
+        key = (stim.id, clip.id if clip else None, barge_in_offset_ms, repeat)
+        if key in self._cache:
+            if cache:
+                return self._cache[key]
+            repeat = max(k[3] for k in self._cache if k[:3] == key[:3]) + 1
+            key = (*key[:3], repeat)
+        name = stim.id
+        if clip is not None:
+            name += f"[{clip.id}@{barge_in_offset_ms:g}ms]"
+        if repeat:
+            name += f"#{repeat + 1}"
+        plan = TurnPlan(
+            stimulus=stim,
+            barge_in=clip,
+            barge_in_offset_ms=barge_in_offset_ms,
+            analysis=AnalysisOptions(dry_path=dry_path(self.rig)),
+        )
+        out = self.out_dir / "turns" / slug(name)
+        rig, dut = self.rig, self.dut
+        bridge = self.bridge if self.dut_spec.serial_url else None
+        glitched: list[str] = []
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            where = out if attempt == 1 else out.with_name(f"{out.name}.attempt{attempt}")
+            if bridge is not None:
+                bridge.drain()  # what the device said between turns is not this turn's
+            result = run_turn(rig, dut, plan, out_dir=where, name=name)
+            if bridge is not None:
+                _merge_serial_events(result, bridge.drain())
+            if not result.xruns or attempt == MAX_ATTEMPTS or timing_only_xruns(rig):
+                break
+            # A glitch of the rig is not the DUT's fault: play the turn again, keep the
+            # glitched capture as evidence and say so in the turn's record.
+            at = [x.sample_index for x in result.capture.status.xruns][:3]
+            glitched.append(
+                f"attempt {attempt}: {result.xruns} xrun(s) at samples {at} "
+                f"({result.paths.get('capture_wav')})"
+            )
+        outcome = self._judge(key, result, budgets or self.budgets, glitched)
+        if glitched and not result.xruns:
+            outcome.checks.append(
+                Check(
+                    "infrastructure",
+                    "no audio glitches",
+                    True,
+                    "replayed after rig glitches: " + "; ".join(glitched),
+                )
+            )
+        self._cache[key] = outcome
+        self.outcomes.append(outcome)
+        self._record(outcome, test)
+        return outcome
+
+    def _judge(
+        self, key: tuple[Any, ...], result: Any, budgets: Budgets, glitched: Sequence[str] = ()
+    ) -> TurnOutcome:
+        m = result.metrics
+        stages = stage_breakdown(
+            result.events,
+            speech_end_s=m.speech_end_s,
+            reply_onset_s=m.reply_onset_s,
+            ttfa_ms=m.ttfa_ms,
+        )
+        outcome = TurnOutcome(key, result, stages, [])
+        plan = result.plan
+        checks: list[Check] = []
+        if plan.barge_in is None:
+            checks.append(check_reply(outcome))
+        checks.append(check_partial_gate(outcome))
+        if plan.stimulus.category == "pause":
+            checks.append(check_pause_trap(outcome))
+        if m.reply_onset_s is not None or m.segments:
+            checks += check_chunking(outcome, budgets.chunking)
+        if plan.barge_in is not None:
+            stop = [b.limit for b in budgets.for_metric("stop_latency_ms")]
+            checks += check_cancellation(
+                outcome, budgets.cancellation, stop_budget_ms=min(stop) if stop else 200.0
+            )
+        if result.xruns:
+            at = [x.sample_index for x in result.capture.status.xruns][:5]
+            earlier = f" (earlier attempts: {'; '.join(glitched)})" if glitched else ""
+            if timing_only_xruns(self.rig):
+                # JACK's dummy driver has no hardware clock: a late cycle delays the whole
+                # graph, and ref, mouth and ear stay on one sample timeline (the delay bot's
+                # TTFA stays exact through them): recorded, not failed
+                checks.append(
+                    Check(
+                        "infrastructure",
+                        "no audio glitches",
+                        True,
+                        f"{result.xruns} late JACK cycle(s) at samples {at}: the dummy "
+                        f"driver keeps the sample timeline intact{earlier}",
+                    )
+                )
+            else:
+                checks.append(
+                    Check(
+                        "infrastructure",
+                        "no audio glitches",
+                        False,
+                        f"{result.xruns} xrun(s) during the turn at samples {at}: the "
+                        f"measurement may be off{earlier}",
+                    )
+                )
+        outcome.checks = checks
+        return outcome
+
+    def _record(self, outcome: TurnOutcome, test: str) -> None:
+        from harness.report.results import Check as RecordCheck
+        from harness.report.results import TurnRecord
+
+        r = outcome.result
+        plan = r.plan
+        evidence = {}
+        for key, path in (r.paths or {}).items():
+            p = Path(path)
+            with contextlib.suppress(ValueError):
+                p = p.resolve().relative_to(self.out_dir.resolve())
+            evidence[key] = str(p)
+        record = TurnRecord(
+            test=test,
+            turn=outcome.name,
+            utterance=plan.stimulus.id,
+            category=plan.stimulus.category,
+            transcript=plan.stimulus.transcript or "",
+            rig=self.settings.rig,
+            dut=self.settings.dut,
+            repeat=int(outcome.key[3]),
+            barge_in_offset_ms=plan.barge_in_offset_ms,
+            metrics=r.metrics.to_json(),
+            stages_ms=dict(outcome.stages.stages_ms),
+            stage_spans=list(outcome.stages.spans),
+            events=[dict(e) for e in r.events],
+            checks=[
+                RecordCheck(
+                    c.contract,
+                    c.name,
+                    c.passed,
+                    c.message if c.passed else f"[{c.contract}] {c.message}",
+                )
+                for c in outcome.checks
+            ],
+            verdict=outcome.verdict,
+            discard=r.metrics.discard,
+            xruns=int(r.xruns),
+            wall_s=float(r.wall_s),
+            audio_s=float(r.audio_s),
+            evidence=evidence,
+        )
+        self._timeline(outcome, record)
+        outcome.record = record
+        self.writer.add(record)
+        if self.progress is not None:
+            from harness.report.text import format_progress_line
+
+            self.progress(format_progress_line(record))
+
+    def _timeline(self, outcome: TurnOutcome, record: Any) -> None:
+        """Draw the turn's timeline next to its capture (never fails a turn)."""
+        try:
+            from harness.report.plots import timeline_png
+
+            wav = outcome.result.paths.get("capture_wav")
+            if wav is None:
+                return
+            png = Path(wav).with_name("timeline.png")
+            cap = outcome.result.capture
+            timeline_png(png, (cap.ref, cap.ear), cap.sample_rate_hz, record)
+            rel = png
+            with contextlib.suppress(ValueError):
+                rel = png.resolve().relative_to(self.out_dir.resolve())
+            record.evidence["timeline_png"] = str(rel)
+        except Exception as exc:  # a plot is evidence, not a verdict
+            print(f"tympan: timeline plot for {record.turn} failed: {exc}", file=sys.stderr)
+
+    @property
+    def bridge(self) -> Any:
+        """The DUT's serial link (`device.bridge.DeviceBridge`), opened on first use."""
+        if self._bridge is None:
+            dut = self.dut
+            shared = getattr(dut, "bridge", None)
+            if shared is not None:
+                self._bridge = shared
+            else:
+                from device.bridge import DeviceBridge
+
+                url = self.dut_spec.serial_url
+                if not url:
+                    raise HarnessError(f"--dut {self.settings.dut}: no serial=URL for a bridge")
+                self._bridge = self._stack.enter_context(
+                    DeviceBridge(url, log_dir=self.out_dir / "serial")
+                )
+        return self._bridge
+
+    def summary(self) -> dict[str, Any]:
+        """Per-metric percentiles of the turns so far against the budgets."""
+        from harness.report.results import summarize
+
+        records = [o.record for o in self.outcomes if o.record is not None]
+        return summarize(records, self.budgets.as_mapping())
+
+    # --- over the run -----------------------------------------------------------------------
+
+    def samples(self) -> dict[str, list[Sample]]:
+        """Every metric's values over the turns so far (audio metrics and stages)."""
+        out: dict[str, list[Sample]] = {}
+        for o in self.outcomes:
+            m = o.metrics
+            ev = o.paths.get("capture_wav", "")
+            gaps = [g for g in (m.gaps_ms or []) if g is not None]
+            values: dict[str, float | None] = {"max_gap_ms": max(gaps) if gaps else None}
+            if o.plan.barge_in is None:
+                values["ttfa_ms"] = m.ttfa_ms
+                values.update(o.stages.stages_ms)
+            else:
+                values["stop_latency_ms"] = m.stop_latency_ms
+                values["residual_ms"] = m.residual_ms
+            for metric, v in values.items():
+                out.setdefault(metric, []).append(Sample(v, o.name, ev))
+        return out
+
+    def check_rates(self) -> dict[str, tuple[int, int]]:
+        """``{"[contract] rule": (failed, applicable)}`` over every turn so far: flakiness."""
+        rates: dict[str, tuple[int, int]] = {}
+        for o in self.outcomes:
+            for c in o.checks:
+                if not c.applicable:
+                    continue
+                k = f"[{c.contract}] {c.name}"
+                bad, n = rates.get(k, (0, 0))
+                rates[k] = (bad + (not c.passed), n + 1)
+        return rates
+
+    def discard_reasons(self) -> dict[str, int]:
+        """How many turns were discarded, by reason (the first word of the discard)."""
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            d = o.metrics.discard
+            if d:
+                word = d.split()[0].rstrip(":")
+                out[word] = out.get(word, 0) + 1
+        return out
+
+
+def timing_only_xruns(rig: Any) -> bool:
+    """True when the rig's xruns are late cycles that lose no samples: the JACK loopback on
+    the dummy driver (a sound card's xrun drops or repeats audio; a sim dropout zeroes it)."""
+    profile = getattr(rig, "profile", None)
+    return profile is not None and profile.kind == "loopback"
+
+
+def dry_path(rig: Any) -> bool:
+    """True when the rig's ear hears the DUT with no room in between: the JACK loopback, or a
+    sim profile in free field (so a fading word end before a barge-in stop is not taken for
+    the room ringing down)."""
+    profile = getattr(rig, "profile", None)
+    if profile is None:
+        return False
+    if profile.kind == "loopback":
+        return True
+    if profile.kind == "sim":
+        return float(profile.table("sim.room")["rt60_s"]) == 0.0
+    return False
+
+
+def _merge_serial_events(result: Any, events: Sequence[Any]) -> None:
+    """Add a serial device's events (`device.bridge.DeviceEvent`, already on the host clock
+    through the bridge's clock sync) to the turn, on the capture timeline, and save them
+    next to the capture."""
+    if not events:
+        return
+    import json
+
+    mapped = []
+    for e in events:
+        t_s = result.capture_s_of_host_us(e.t_host_us)
+        mapped.append(
+            {
+                **dict(e.fields),
+                "event": e.name,
+                "t_us": int(e.t_host_us),
+                "t_device_us": int(e.t_device_us),
+                "boot": e.boot,
+                "t_s": None if t_s is None else round(float(t_s), 6),
+                "source": "serial",
+            }
+        )
+    result.events = sorted(
+        [*result.events, *mapped], key=lambda ev: (ev.get("t_s") is None, ev.get("t_s") or 0.0)
+    )
+    path = Path(result.paths.get("capture_wav", "")).with_name("serial_events.jsonl")
+    if path.parent.is_dir():
+        path.write_text("".join(json.dumps(ev, default=str) + "\n" for ev in mapped))
+        result.paths["serial_events_jsonl"] = path
+
+
+def categories_in(corpus: Corpus, category: str, limit: int = 0) -> Sequence[Utterance]:
+    """The utterances of `category` (the first `limit` when limit > 0)."""
+    found = corpus.by_category(category)
+    if not found:
+        raise HarnessError(f"the corpus has no utterances of category {category!r}")
+    return found[:limit] if limit > 0 else found

@@ -1,0 +1,234 @@
+"""Telemetry fusion and the contract checks, on the shapes the turn runner produces.
+
+The events are the reference agent's vocabulary (device/agent/events.py) with the capture
+times the turn runner adds; the end-to-end proof that each check catches its fault on the
+real agent is the fault-knob matrix (tests/plugin/test_fault_matrix.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.analysis import TurnMetrics
+from harness.assertions import (
+    ContractError,
+    Sample,
+    assert_budget,
+    assert_checks,
+    check_budget,
+    check_cancellation,
+    check_chunking,
+    check_partial_gate,
+    check_pause_trap,
+    check_reply,
+)
+from harness.budgets import Budget, ChunkingRules
+from harness.corpus import Corpus
+from harness.fusion import stage_breakdown
+
+
+def metrics(**kw) -> TurnMetrics:
+    base = dict(
+        ttfa_ms=700.0,
+        confidence=1.0,
+        speech_end_s=2.0,
+        reply_onset_s=2.7,
+        reply_end_s=5.0,
+        segments=[[2.7, 5.0]],
+        gaps_ms=[],
+        discard=None,
+    )
+    base.update(kw)
+    return TurnMetrics(**base)
+
+
+@dataclass
+class Turn:
+    metrics: TurnMetrics
+    events: list = field(default_factory=list)
+    name: str = "t"
+    plan: object = None
+    paths: dict = field(default_factory=lambda: {"capture_wav": "turns/t/capture.wav"})
+    timeout: str | None = None
+
+
+def ev(name, t_s, **fields):
+    return {"event": name, "t_s": t_s, **fields}
+
+
+STREAMING = [
+    ev("vad_speech_end", 2.25, turn=1),
+    ev("llm_request", 2.20, turn=1, partial=False, speculative=True),
+    ev("asr_final", 2.30, turn=1),
+    ev("llm_first_token", 2.40, turn=1),
+    ev("tts_chunk", 2.45, turn=1, text="Mount Everest is", tokens=4, reason="max_tokens"),
+    ev("tts_first_audio", 2.60, turn=1),
+    ev("playback_start", 2.68, turn=1),
+    ev("tts_chunk", 2.70, turn=1, text="eight thousand meters tall.", tokens=5, reason="sentence"),
+    ev("llm_done", 2.72, turn=1),
+    ev("queue_depth", 2.45, queue="tts", depth=1, bound=4),
+    ev("turn_summary", 3.0, turn=1, end_of_speech_to_playback_ms=610.0),
+]
+
+
+def test_stage_breakdown_lines_up_with_the_acoustic_truth():
+    b = stage_breakdown(STREAMING, speech_end_s=2.0, reply_onset_s=2.7, ttfa_ms=700.0)
+    s = b.stages_ms
+    assert b.turn == 1
+    assert s["eou_delay_ms"] == pytest.approx(250.0)
+    assert s["llm_ttft_ms"] == pytest.approx(200.0)  # the speculative request, before the EOU
+    assert s["first_chunk_ms"] == pytest.approx(50.0)
+    assert s["tts_first_audio_ms"] == pytest.approx(150.0)
+    assert s["output_path_ms"] == pytest.approx(20.0)
+    assert s["self_reported_ttfa_ms"] == 610.0
+    assert s["heard_minus_reported_ms"] == pytest.approx(90.0)
+    assert {label for label, _, _ in b.spans} >= {"output path", "LLM first token"}
+
+
+def test_stage_breakdown_without_telemetry_says_so():
+    b = stage_breakdown([], speech_end_s=2.0, reply_onset_s=2.7, ttfa_ms=700.0)
+    assert all(v is None for v in b.stages_ms.values())
+    assert b.notes == ["no telemetry from the device"]
+
+
+def test_a_streaming_reply_passes_every_chunking_rule():
+    checks = check_chunking(Turn(metrics(), STREAMING), ChunkingRules())
+    assert all(c.passed for c in checks), [str(c) for c in checks]
+    assert_checks(checks)
+
+
+def test_serialised_tts_is_caught():
+    events = [e for e in STREAMING if e["event"] != "llm_done"] + [ev("llm_done", 2.44, turn=1)]
+    checks = check_chunking(Turn(metrics(), events))
+    with pytest.raises(ContractError, match=r"^\[chunking\] first chunk .* AFTER llm_done"):
+        assert_checks(checks, Turn(metrics(), events))
+
+
+def test_token_by_token_tts_is_caught():
+    words = ["Mount", "Everest", "is", "tall."]
+    events = [e for e in STREAMING if e["event"] != "tts_chunk"] + [
+        ev("tts_chunk", 2.45 + i / 100, turn=1, text=w, tokens=1, reason="max_tokens")
+        for i, w in enumerate(words)
+    ]
+    failed = [c for c in check_chunking(Turn(metrics(), events)) if not c.passed]
+    assert [c.name for c in failed] == [
+        "no chunk below the minimum",
+        "chunks end on a clause boundary or at max tokens",
+    ]
+    assert "token-by-token" in failed[0].message
+
+
+def test_unbounded_queue_stall_and_audible_gap_are_caught():
+    events = [
+        *STREAMING,
+        ev("queue_depth", 2.5, queue="tts", depth=12, bound=None),
+        ev("loop_stall", 2.6, lag_ms=350.0),
+    ]
+    turn = Turn(metrics(gaps_ms=[120.0, 480.0], segments=[[2.7, 3], [3.12, 4], [4.48, 5]]), events)
+    failed = {c.name: c.message for c in check_chunking(turn) if not c.passed}
+    assert set(failed) == {
+        "TTS queue bounded (back-pressure)",
+        "no event-loop stall",
+        "no audible stall inside the reply",
+    }
+    assert "no back-pressure" in failed["TTS queue bounded (back-pressure)"]
+    assert "480 ms" in failed["no audible stall inside the reply"]
+
+
+def test_partial_gate():
+    ok = check_partial_gate(Turn(metrics(), STREAMING))
+    assert ok.passed
+    bad = [*STREAMING, ev("llm_request", 1.2, turn=1, partial=True, speculative=False, text="what")]
+    check = check_partial_gate(Turn(metrics(), bad))
+    assert not check.passed and "partial" in check.message
+    assert not check_partial_gate(Turn(metrics(), [])).applicable
+
+
+def test_reply_and_pause_trap():
+    assert check_reply(Turn(metrics())).passed
+    missing = check_reply(Turn(metrics(ttfa_ms=None, discard="no_reply: silence")))
+    assert not missing.passed and missing.contract == "turn-taking"
+    early = [ev("playback_start", 1.5, turn=1)]
+    trap = check_pause_trap(Turn(metrics(), early))
+    assert not trap.passed and "before the user finished" in trap.message
+    talked_over = metrics(ttfa_ms=None, discard="reply_before_speech_end: ...")
+    assert not check_pause_trap(Turn(talked_over)).passed
+    assert check_pause_trap(Turn(metrics(), STREAMING)).passed
+
+
+@dataclass
+class Plan:
+    barge_in: object
+
+
+def barge_turn(clip_id: str, **kw) -> Turn:
+    clip = Corpus.load().by_id(clip_id)
+    m = metrics(barge_in_onset_s=3.5, stop_latency_ms=120.0, residual_ms=0.0, **kw)
+    events = [
+        *STREAMING,
+        ev("barge_in", 3.62, turn=1, new_turn=2),
+        ev("cancel_done", 3.64, turn=1, chunks_dropped=2, audio_dropped_ms=900),
+    ]
+    return Turn(m, events, plan=Plan(clip))
+
+
+def test_a_clean_barge_in_passes():
+    turn = barge_turn("bi01_stop", segments=[[2.7, 3.62]])
+    checks = check_cancellation(turn)
+    assert all(c.passed for c in checks), [str(c) for c in checks]
+
+
+def test_talking_on_and_stale_audio_are_caught():
+    turn = barge_turn("bi01_stop", segments=[[2.7, 5.0]])
+    turn.metrics = metrics(
+        barge_in_onset_s=3.5, stop_latency_ms=1500.0, residual_ms=600.0, segments=[[2.7, 5.0]]
+    )
+    turn.events = [e for e in turn.events if e["event"] != "cancel_done"]
+    failed = {c.name for c in check_cancellation(turn) if not c.passed}
+    assert failed == {
+        "reply stops on barge-in",
+        "no stale audio after the stop",
+        "device cancels LLM and TTS",
+    }
+
+
+def test_a_barge_in_question_must_be_answered():
+    clip = Corpus.load().by_id("bi08_actually_weather")
+    length = clip.speech_end_s - clip.speech_start_s
+    answered = barge_turn("bi08_actually_weather", segments=[[2.7, 3.62], [3.5 + length + 0.8, 8]])
+    assert all(c.passed for c in check_cancellation(answered))
+    silent = barge_turn("bi08_actually_weather", segments=[[2.7, 3.62]])
+    failed = [c for c in check_cancellation(silent) if not c.passed]
+    assert [c.name for c in failed] == ["the barge-in is answered"]
+
+
+def test_budget_failure_shows_distribution_and_worst_turns():
+    samples = [Sample(float(v), f"q{v}", f"turns/q{v}/capture.wav") for v in range(500, 2100, 100)]
+    check = check_budget(Budget("ttfa_ms", "p95", 1500.0), [*samples, Sample(None, "qx")])
+    assert not check.passed
+    assert "p95 = 1925 (budget 1500)" in check.message
+    assert "1 turn(s) discarded" in check.message
+    assert "worst: q2000 2000 (turns/q2000/capture.wav)" in check.message
+    with pytest.raises(ContractError, match=r"^\[budget\] ttfa_ms p95"):
+        assert_budget(Budget("ttfa_ms", "p95", 1500.0), samples)
+    assert check_budget(Budget("ttfa_ms", "p50", 1500.0), samples).passed
+
+
+def test_a_reply_that_talks_on_is_caught_even_when_its_stop_cannot_be_placed():
+    note = (
+        "stop latency not measured: the ear rings down for 90 ms before it goes quiet (a "
+        "reverberant room, or a fade-out); move the ear mic closer"
+    )
+    turn = barge_turn("bi01_stop", segments=[[2.7, 5.0]])
+    turn.metrics = metrics(
+        barge_in_onset_s=3.5,
+        stop_latency_ms=None,
+        residual_ms=None,
+        segments=[[2.7, 5.0]],
+        notes=[note],
+    )
+    (stop,) = [c for c in check_cancellation(turn) if c.name == "reply stops on barge-in"]
+    assert not stop.passed
+    assert "went on for at least 1410 ms" in stop.message and "rings down" in stop.message

@@ -118,8 +118,10 @@ def stage_breakdown(
     if turn is None:
         return StageBreakdown(stages, notes=["telemetry has no reply turn (no playback_start)"])
 
-    def first(name: str) -> Event | None:
+    def first(name: str, after: float | None = None) -> Event | None:
         xs = events_named(events, name, turn)
+        if after is not None:
+            xs = [e for e in xs if (_t(e) or 0.0) >= after]
         return xs[0] if xs else None
 
     play = first("playback_start")
@@ -128,14 +130,17 @@ def stage_breakdown(
     if t_play is not None:
         ends = [e for e in ends if (_t(e) or 0.0) <= t_play] or ends
     eou = ends[-1] if ends else None
-    token = first("llm_first_token")
-    t_token = _t(token)
+    # The request that was answered is the last one before the playback: a speculative
+    # start cancelled when the user went on had its own tokens and chunks, earlier.
     requests = events_named(events, "llm_request", turn)
-    if t_token is not None:
-        requests = [e for e in requests if (_t(e) or 0.0) <= t_token] or requests
+    if t_play is not None:
+        requests = [e for e in requests if (_t(e) or 0.0) <= t_play] or requests
     request = requests[-1] if requests else None
-    chunk = first("tts_chunk")
-    audio = first("tts_first_audio")
+    t_request = _t(request)
+    token = first("llm_first_token", t_request)
+    t_token = _t(token)
+    chunk = first("tts_chunk", t_token if t_token is not None else t_request)
+    audio = first("tts_first_audio", _t(chunk) if chunk is not None else t_request)
     asr = events_named(events, "asr_final", turn)
     asr_final = asr[-1] if asr else None
 

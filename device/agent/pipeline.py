@@ -128,6 +128,7 @@ class _Utterance:
     turn: int
     frames: list[np.ndarray] = field(default_factory=list)
     voiced_ms: float = 0.0
+    speechlike_ms: float = 0.0  # frames at or above neg_threshold: the barge-in's evidence
     silence_ms: float = 0.0
     since_partial_ms: float = 0.0
     last_voiced_end: int = 0  # input sample index
@@ -407,21 +408,22 @@ class Agent:
                 utt = self._begin_utterance(start)
             utt.frames.append(frame)
             utt.voiced_ms += frame_ms
+            utt.speechlike_ms += frame_ms
             utt.silence_ms = 0.0
             utt.last_voiced_end = start + len(frame)
             utt.last_voiced_us = now_us()
             utt.candidate = None  # speech resumed: an early final decode is stale
             if self._spec is not None and self._spec.turn == utt.turn:
                 self._cancel_speculation("speech_resumed")
-            if (
-                not utt.barge_in_done
-                and self.state in (State.THINKING, State.SPEAKING)
-                and utt.voiced_ms >= cfg.barge_in_min_ms
-            ):
-                utt.barge_in_done = True
-                await self._barge_in(utt)
+            await self._maybe_barge_in(utt)
         elif utt is not None:
             utt.frames.append(frame)
+            if prob >= cfg.neg_threshold:
+                # a soft onset ("Ac-tually") wavers around the threshold: it is still the
+                # user talking, and waiting for 120 ms of confident frames let the reply
+                # talk on 300 ms into some barge-ins
+                utt.speechlike_ms += frame_ms
+                await self._maybe_barge_in(utt)
             if utt.candidate is None and utt.voiced_ms >= cfg.min_speech_ms:
                 # Decode now, at the first unvoiced frame: at the end of the silence the
                 # final transcript is (usually) already there, and the reply under way.
@@ -457,6 +459,17 @@ class Agent:
         if utt.candidate.cancelled() or utt.candidate.exception() is not None:
             return False
         return sounds_unfinished(utt.candidate.result(), cfg.incomplete_max_words)
+
+    async def _maybe_barge_in(self, utt: _Utterance) -> None:
+        """Barge in once the user has talked `barge_in_min_ms` (frames at or above the VAD's
+        lower threshold, at least one above the upper) over a reply being thought or said."""
+        if (
+            not utt.barge_in_done
+            and self.state in (State.THINKING, State.SPEAKING)
+            and utt.speechlike_ms >= self.config.vad.barge_in_min_ms
+        ):
+            utt.barge_in_done = True
+            await self._barge_in(utt)
 
     def _begin_utterance(self, start: int) -> _Utterance:
         self._turn_seq += 1

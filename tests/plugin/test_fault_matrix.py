@@ -1,10 +1,11 @@
-"""The fault-knob matrix: each classic pipeline mistake of the reference agent makes the
-conformance suite fail, naming the broken contract, with a non-zero exit; the clean agent
-passes the same selection.
+"""The fault-knob matrix and `--baseline`: each classic pipeline mistake of the reference
+agent makes the conformance suite fail, naming the broken contract, with a non-zero exit;
+the clean agent passes; a clean run against a clean run shows no regression, and the
+deliberately slowed agent (serialized-llm) is flagged as one, with by how much and how sure.
 
 Each run is a real `tympan run` on the sim rig with the reference agent's real engines,
-limited to the suite module that detects the fault (one turn each) to keep CI fast; the
-full suite runs clean on the loopback rig elsewhere in `make test`.
+limited to the suite tests that detect the fault to keep CI fast; the full suite runs clean
+on the loopback rig elsewhere in `make test`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ pytestmark = pytest.mark.slow
 
 STREAMING = "test_01_streaming"
 BARGE_IN = "test_02_barge_in and 500ms"
+# two long questions, one barge-in and five short questions (a baseline verdict needs five
+# turns; long replies show serialisation most)
+CLEAN = f"{STREAMING} or ({BARGE_IN}) or test_03_questions"
 
 FAULTS = {
-    "serialized-llm": (STREAMING, "[chunking] first chunk reaches TTS before the LLM is done"),
     "token-tts": (STREAMING, "[chunking] no chunk below the minimum"),
     "unbounded-queue": (STREAMING, "[chunking] TTS queue bounded (back-pressure)"),
     "blocking-call": (STREAMING, "[chunking] no event-loop stall"),
@@ -31,11 +34,18 @@ FAULTS = {
     "no-cancel": (BARGE_IN, "[cancellation] device cancels LLM and TTS"),
     "stale-audio": (BARGE_IN, "[cancellation] reply stops on barge-in"),
 }
+"""Fault -> (selection, the contract and rule its failure names). serialized-llm is checked
+with the baseline below."""
 
 
-def tympan_run(out: Path, dut: str, selection: str) -> subprocess.CompletedProcess:
+def tympan_run(
+    out: Path, dut: str, selection: str, limit: int = 1, baseline: Path | None = None
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "harness.cli", "run", "--rig", "sim", "--dut", dut]
-    cmd += ["--out", str(out), "--limit", "1", "--", "-k", selection]
+    cmd += ["--out", str(out), "--limit", str(limit)]
+    if baseline is not None:
+        cmd += ["--baseline", str(baseline)]
+    cmd += ["--", "-k", selection]
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=600, check=False, env=dict(os.environ)
     )
@@ -46,19 +56,42 @@ def failed_checks(out: Path) -> list[str]:
     return [c["message"] for t in turns for c in t["checks"] if not c["passed"]]
 
 
-def test_the_clean_agent_passes(tmp_path):
-    done = tympan_run(tmp_path, "reference", f"{STREAMING} or {BARGE_IN}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+def output(done: subprocess.CompletedProcess) -> str:
+    return done.stdout[-4000:] + done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    done = tympan_run(out, "reference", CLEAN, limit=5)
+    assert done.returncode == 0, output(done)
     assert "every check held" in done.stdout
+    return out
+
+
+def test_the_clean_agent_passes_and_a_clean_rerun_is_no_regression(clean, tmp_path):
+    again = tympan_run(tmp_path, "reference", CLEAN, limit=5, baseline=clean / "results.json")
+    assert again.returncode == 0, output(again)
+    assert "no regression against" in again.stdout
+
+
+def test_serialized_llm_breaks_chunking_and_is_a_regression(clean, tmp_path):
+    slow = tympan_run(tmp_path, "reference:fault=serialized-llm", CLEAN, limit=5, baseline=clean)
+    assert slow.returncode == 1, output(slow)
+    assert "[chunking] first chunk reaches TTS before the LLM is done" in slow.stdout
+    regressions = json.loads((tmp_path / "results.json").read_text())["regressions"]
+    assert any(r.startswith("ttfa_ms") for r in regressions), regressions
+    assert all("95% CI" in r for r in regressions)  # how sure, not a bare threshold
+    assert "REGRESSIONS against" in slow.stdout
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_each_fault_breaks_its_contract(tmp_path, fault):
     selection, contract = FAULTS[fault]
     done = tympan_run(tmp_path, f"reference:fault={fault}", selection)
-    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.returncode == 1, output(done)
     # pytest's failure names the contract and the rule; the turn's record keeps it too
-    assert contract in done.stdout, done.stdout[-4000:]
+    assert contract in done.stdout, output(done)
     tag = contract.split(" ", 1)[0]
     assert any(m.startswith(tag) for m in failed_checks(tmp_path))
     assert "FAILED (exit 1)" in done.stdout

@@ -300,11 +300,19 @@ def resolve(spec: str | Path) -> Path:
     return FIXTURES_DIR / f"{text}.toml"
 
 
+def _has_rig_table(path: Path) -> bool:
+    """True for a rig profile (fixtures/ also holds budget files)."""
+    try:
+        return "rig" in tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
 def load_profile(spec: str | Path) -> RigProfile:
     """Load and validate a profile by short name or path. Raises ProfileError."""
     path = resolve(spec)
     if not path.is_file():
-        known = sorted(p.stem for p in FIXTURES_DIR.glob("*.toml"))
+        known = sorted(p.stem for p in FIXTURES_DIR.glob("*.toml") if _has_rig_table(p))
         raise ProfileError(
             f"{path}: no such rig profile; use a short name ({', '.join(known)}) "
             "or the path of a .toml file"

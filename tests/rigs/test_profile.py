@@ -88,3 +88,11 @@ def test_profile_error_is_an_input_error():
     from harness.errors import InputError
 
     assert issubclass(ProfileError, InputError)
+
+
+def test_an_unknown_short_name_lists_the_rig_profiles_only():
+    with pytest.raises(ProfileError) as err:
+        load_profile("nope")
+    listed = str(err.value).split("short name (")[1].split(")")[0].split(", ")
+    assert "sim" in listed and "loopback" in listed
+    assert "budgets" not in listed  # fixtures/budgets.toml is no rig

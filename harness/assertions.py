@@ -372,7 +372,8 @@ def check_cancellation(
     barges = [
         e
         for e in events_named(events, "barge_in")
-        if (e.get("t_s") or 0) >= m.barge_in_onset_s - 0.05
+        # without a capture time (the turn's clock map failed) the event still counts
+        if e.get("t_s") is None or e["t_s"] >= m.barge_in_onset_s - 0.05
     ]
     if not events:
         checks.append(
@@ -399,7 +400,7 @@ def check_cancellation(
             )
         else:
             msg = (
-                f"barge_in at {barges[0]['t_s']:.3f} s but no cancel_done for turn {old_turn}: "
+                f"barge_in at {_when(barges[0])} but no cancel_done for turn {old_turn}: "
                 "LLM and TTS of the old reply were never cancelled"
             )
         checks.append(Check("cancellation", "device cancels LLM and TTS", bool(done), msg))
@@ -409,7 +410,7 @@ def check_cancellation(
             if e.get("turn") not in (None, old_turn)
         ]
         if new_play and done:
-            gap_ms = (new_play[0]["t_s"] - done[0]["t_s"]) * 1000.0
+            gap_ms = _between_ms(done[0], new_play[0])
             checks.append(
                 Check(
                     "cancellation",
@@ -435,6 +436,17 @@ def check_cancellation(
     if clip is not None:
         checks.append(_answer_check(m, clip, wants_answer, rules))
     return checks
+
+
+def _between_ms(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """b - a, ms: on the capture timeline, else on the host clock both events carry."""
+    if a.get("t_s") is not None and b.get("t_s") is not None:
+        return (float(b["t_s"]) - float(a["t_s"])) * 1000.0
+    return (float(b.get("t_us", 0)) - float(a.get("t_us", 0))) / 1000.0
+
+
+def _when(e: Mapping[str, Any]) -> str:
+    return f"{e['t_s']:.3f} s" if e.get("t_s") is not None else f"host {e.get('t_us')} us"
 
 
 def _sound_after_onset_ms(m: Any, why: str) -> float | None:

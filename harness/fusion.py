@@ -81,7 +81,10 @@ def _ms(a: float | None, b: float | None) -> float | None:
 def events_named(events: Sequence[Event], name: str, turn: int | None = None) -> list[Event]:
     """Events called `name` (of device turn `turn`, when given), in time order."""
     out = [e for e in events if e.get("event") == name and (turn is None or e.get("turn") == turn)]
-    return sorted(out, key=lambda e: e.get("t_s") or 0.0)
+    # capture time when every event has one, else the host clock they all carry
+    if all(e.get("t_s") is not None for e in out):
+        return sorted(out, key=lambda e: e["t_s"])
+    return sorted(out, key=lambda e: e.get("t_us") or 0)
 
 
 def reply_turn(events: Sequence[Event], speech_end_s: float | None) -> int | None:

@@ -46,9 +46,6 @@ MAX_ATTEMPTS = 3
 """A turn whose session lost audio to an xrun is played again, up to this many times in all
 (not on the JACK loopback, whose xruns are late cycles that lose nothing)."""
 
-AUDIO_METRICS: tuple[str, ...] = ("ttfa_ms", "stop_latency_ms", "residual_ms", "max_gap_ms")
-"""Metrics measured from the audio of every turn (the stages come from telemetry)."""
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -561,11 +558,3 @@ def _merge_serial_events(result: Any, events: Sequence[Any]) -> None:
     if path.parent.is_dir():
         path.write_text("".join(json.dumps(ev, default=str) + "\n" for ev in mapped))
         result.paths["serial_events_jsonl"] = path
-
-
-def categories_in(corpus: Corpus, category: str, limit: int = 0) -> Sequence[Utterance]:
-    """The utterances of `category` (the first `limit` when limit > 0)."""
-    found = corpus.by_category(category)
-    if not found:
-        raise HarnessError(f"the corpus has no utterances of category {category!r}")
-    return found[:limit] if limit > 0 else found

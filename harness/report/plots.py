@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,6 +152,11 @@ def timeline_png(
     axes[-1].set_xlim(0, data.shape[0] / sample_rate_hz)
     fig.subplots_adjust(left=0.11, right=0.99, top=0.9, bottom=0.1)
 
+    return _png(fig, plt, path)
+
+
+def _png(fig: Any, plt: Any, path: str | Path | None) -> bytes:
+    """The figure as PNG bytes (closed afterwards), also written to `path` when given."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -197,11 +203,4 @@ def trend_png(path: str | Path | None, history: Sequence[Mapping]) -> bytes | No
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"latency over the last {len(history)} run(s)", fontsize=9, loc="left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    png = buf.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(png)
-    return png
+    return _png(fig, plt, path)

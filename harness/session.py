@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.analysis import AnalysisOptions
 from harness.assertions import (
     Check,
@@ -368,6 +370,9 @@ class HarnessSession:
                         f"measurement may be off{earlier}",
                     )
                 )
+        clock = result.capture.clock
+        if timing_only_xruns(self.rig) and clock is not None and clock.blocks >= 3:
+            checks.append(graph_kept_time(clock, self.rig.sample_rate_hz, m))
         outcome.checks = checks
         return outcome
 
@@ -506,6 +511,68 @@ class HarnessSession:
                 word = d.split()[0].rstrip(":")
                 out[word] = out.get(word, 0) + 1
         return out
+
+
+GRAPH_SLIP_LIMIT_MS = 50.0
+"""How far the synchronous JACK graph may fall behind the wall clock inside a measured
+interval before that measurement is not trusted (`graph_kept_time`)."""
+
+
+def graph_slip_ms(
+    clock: Any, sample_rate_hz: int, start_s: float, end_s: float, window_s: float = 0.1
+) -> float:
+    """How far the audio clock fell behind the host clock between capture times `start_s`
+    and `end_s`, ms (0 when too few blocks were stamped there).
+
+    Each block's stamp is its callback's host time: the graph's own position plus a wake-up
+    delay that is never negative. The lower edge of the stamps' offsets from the nominal
+    rate, per `window_s` window, is the graph's position against the wall clock; its range
+    over the interval is the wall-clock time the graph let pass unheard (a DUT computing on
+    the wall clock had it for free)."""
+    t = np.asarray(clock.stamp_us, dtype=np.float64)
+    if t.size < 3:
+        return 0.0
+    k_s = (t - np.asarray(clock.offset_us, dtype=np.float64)) / clock.slope_us / sample_rate_hz
+    inside = (k_s >= start_s - window_s) & (k_s <= end_s + window_s)
+    if inside.sum() < 3:
+        return 0.0
+    behind = t[inside] - k_s[inside] * 1e6
+    window = np.floor((k_s[inside] - k_s[inside][0]) / window_s)
+    edges = [float(behind[window == w].min()) for w in np.unique(window)]
+    return (max(edges) - min(edges)) / 1000.0
+
+
+def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
+    """The synchronous loopback graph waits for late clients (`harness.rigs.jackd`), so on a
+    starved host its clock falls behind the wall clock, and a DUT computing on the wall
+    clock gets that time for free: a latency measured across the slip reads short by as
+    much. Checked over the turn's measured intervals (end of speech -> reply onset, barge-in
+    onset -> stop); a failure above `GRAPH_SLIP_LIMIT_MS`."""
+    spans = []
+    if m.speech_end_s is not None and m.reply_onset_s is not None:
+        spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
+    if m.barge_in_onset_s is not None and m.stop_latency_ms is not None:
+        spans.append(
+            ("stop latency", m.barge_in_onset_s, m.barge_in_onset_s + m.stop_latency_ms / 1000)
+        )
+    if not spans:
+        return Check(
+            "infrastructure", "the graph kept real time", True, "no measured interval",
+            applicable=False,
+        )  # fmt: skip
+    slips = [(graph_slip_ms(clock, sample_rate_hz, a, b), name) for name, a, b in spans]
+    slip, name = max(slips)
+    ok = slip <= GRAPH_SLIP_LIMIT_MS
+    return Check(
+        "infrastructure",
+        "the graph kept real time",
+        ok,
+        f"the JACK graph fell {slip:.0f} ms behind the wall clock during the {name} "
+        f"interval (the host starved its clients; limit {GRAPH_SLIP_LIMIT_MS:.0f} ms): a DUT "
+        f"computing on the wall clock may measure up to {slip:.0f} ms short"
+        if not ok
+        else f"the graph fell at most {slip:.0f} ms behind the wall clock while measuring",
+    )
 
 
 def timing_only_xruns(rig: Any) -> bool:

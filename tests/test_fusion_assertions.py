@@ -137,6 +137,21 @@ def test_unbounded_queue_stall_and_audible_gap_are_caught():
     assert "480 ms" in failed["no audible stall inside the reply"]
 
 
+def test_a_lag_the_host_caused_is_not_the_agents_stall():
+    def stall_check(*stalls):
+        events = [*STREAMING, *(ev("loop_stall", 2.6, **f) for f in stalls)]
+        (check,) = [c for c in check_chunking(Turn(metrics(), events)) if "event-loop" in c.name]
+        return check
+
+    starved = stall_check({"lag_ms": 400.0, "starved_ms": 390.0})
+    assert starved.passed and "up to 390 ms the host caused" in starved.message
+    # Only the part the probe thread did not share counts: 400 - 100 = 300 > 250.
+    own = stall_check({"lag_ms": 400.0, "starved_ms": 100.0}, {"lag_ms": 90.0})
+    assert (
+        not own.passed and "1 event-loop stall(s) of the agent's own, worst 300 ms" in own.message
+    )
+
+
 def test_partial_gate():
     ok = check_partial_gate(Turn(metrics(), STREAMING))
     assert ok.passed

@@ -977,15 +977,74 @@ class Agent:
     # ------------------------------------------------------------------ watchdog
 
     async def _watchdog(self) -> None:
-        """Emits ``loop_stall`` when the event loop was blocked longer than ``stall_ms``."""
+        """Emits ``loop_stall`` when the event loop was blocked longer than ``stall_ms``.
+
+        A lag alone does not say whose it is: a blocking call on the loop (the agent's
+        mistake), or a host that did not run this process (the CPU taken by other processes
+        or the hypervisor; the GIL held by another thread's C code, in process by the
+        harness). A probe thread sleeping in the same steps tells them apart: when it was
+        held up over the same window the host was (``starved_ms``, its longest delay there);
+        when it ran on time, the loop was blocked by its own code.
+        """
         period = 0.01
         threshold = self.config.pipeline.stall_ms / 1000.0
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(period)
-            lag = time.perf_counter() - before - period
-            if lag > threshold:
-                self.telemetry.emit("loop_stall", lag_ms=round(lag * 1000.0, 1))
+        probe = _LagProbe(period)
+        probe.start()
+        try:
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(period)
+                after = time.perf_counter()
+                lag = after - before - period
+                if lag > threshold:
+                    starved = min(lag, probe.worst_lag_s(before, after))
+                    self.telemetry.emit(
+                        "loop_stall",
+                        lag_ms=round(lag * 1000.0, 1),
+                        starved_ms=round(starved * 1000.0, 1),
+                    )
+        finally:
+            probe.stop()
+
+
+class _LagProbe:
+    """A daemon thread that sleeps `period_s` at a time and keeps how late each wake-up was
+    (the last ~20 s): the host's share of an event-loop lag (see `_watchdog`)."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._spans: deque[tuple[float, float]] = deque(maxlen=2000)
+        self._sleeping_since: float | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop-lag-probe", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            with self._lock:
+                self._sleeping_since = t0
+            time.sleep(self.period_s)
+            t1 = time.perf_counter()
+            with self._lock:
+                self._spans.append((t0, t1))
+                self._sleeping_since = None
+
+    def worst_lag_s(self, start: float, end: float) -> float:
+        """The probe's longest lateness over sleeps overlapping [start, end] (perf_counter
+        seconds), counting a sleep still waiting to be woken up."""
+        now = time.perf_counter()
+        with self._lock:
+            spans = [s for s in self._spans if s[1] > start and s[0] < end]
+            if self._sleeping_since is not None and self._sleeping_since < end:
+                spans.append((self._sleeping_since, now))
+        return max((t1 - t0 - self.period_s for t0, t1 in spans), default=0.0)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, None]) -> None:

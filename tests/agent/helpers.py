@@ -103,10 +103,11 @@ def converse(
 
 
 # A speculative turn: the LLM starts before the end of the utterance, nothing plays before it.
+# Its first token may come before or after the end is declared (a busy machine delays it):
+# that order is not part of the contract, only llm_request -> llm_first_token -> playback.
 SPECULATIVE_TURN_ORDER = [
     "vad_speech_start",
     "llm_request",
-    "llm_first_token",
     "vad_speech_end",
     "asr_final",
     "speculation",

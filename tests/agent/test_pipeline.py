@@ -39,6 +39,7 @@ def test_one_turn_events_complete_and_ordered(oracle_engines, speculate):
     run = converse(oracle(text, pipeline={"speculate": speculate}), oracle_engines, speech)
     names = [e.event for e in run.events]
     assert stamps_in_order(run, ORDER if not speculate else SPECULATIVE_TURN_ORDER), names
+    assert stamps_in_order(run, ["llm_request", "llm_first_token", "playback_start"]), names
     request = run.first("llm_request")
     assert request.get("speculative") is speculate and request.get("text") == text
     if speculate:

@@ -27,7 +27,9 @@ def noise(seconds, seed=0):
 
 def lag_of(channel, template):
     m = locate(channel, template, FS)
-    assert m.confidence > 0.9, m
+    # A clean loop gives ~1.0; a period the in-process delay DUT missed on a starved machine
+    # (the soundcard bed runs JACK asynchronously) costs some: the lag itself is the check.
+    assert m.confidence > 0.8, m
     return refine_lag(channel, template, m.lag_samples)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
 from harness.rigs import fit_host_clock, open_rig
+from harness.session import graph_kept_time, graph_slip_ms
 
 FS = 48000
 
@@ -56,3 +59,27 @@ def test_a_step_after_an_xrun_is_followed_locally():
     for k in (50 * 1024, 150 * 1024, 250 * 1024, 390 * 1024):
         t_true = 5_000_000 + slope * k + (30_000.0 if k >= 200 * 1024 else 0.0)
         assert m.sample_of_host_us(t_true) == pytest.approx(k, abs=0.002 * FS)  # 2 ms
+
+
+def test_graph_slip_inside_a_measured_interval():
+    """The synchronous graph waited 80 ms for a late client at 1.0 s and never caught up:
+    an interval across that moment lost 80 ms of wall-clock time, one beside it none."""
+    rng = np.random.default_rng(5)
+    starts = np.arange(150) * 1024  # 3.2 s
+    t_us = 1_000_000 + starts * 1e6 / FS + rng.exponential(200.0, starts.size)
+    t_us[starts >= FS] += 80_000
+    clock = fit_host_clock(starts, t_us.astype(np.int64), FS)
+    assert graph_slip_ms(clock, FS, 0.8, 1.5) == pytest.approx(80.0, abs=2.0)
+    assert graph_slip_ms(clock, FS, 1.5, 2.8) < 2.0
+
+    @dataclass
+    class Measured:
+        speech_end_s: float | None = 0.8
+        reply_onset_s: float | None = 1.5
+        barge_in_onset_s: float | None = None
+        stop_latency_ms: float | None = None
+
+    check = graph_kept_time(clock, FS, Measured())
+    assert not check.passed and "fell 80 ms behind the wall clock during the TTFA" in check.message
+    assert graph_kept_time(clock, FS, Measured(1.6, 2.4)).passed
+    assert not graph_kept_time(clock, FS, Measured(None, None)).applicable

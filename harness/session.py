@@ -43,10 +43,16 @@ from harness.budgets import Budgets, load_budgets
 from harness.corpus import Corpus, Utterance
 from harness.errors import HarnessError
 from harness.fusion import StageBreakdown, stage_breakdown
+from harness.hostprobe import HostProbe
 
 MAX_ATTEMPTS = 3
-"""A turn whose session lost audio to an xrun is played again, up to this many times in all
-(not on the JACK loopback, whose xruns are late cycles that lose nothing)."""
+"""A turn whose session lost audio to an xrun (not on the JACK loopback, whose xruns are late
+cycles that lose nothing), or during which the host stalled, is played again, up to this
+many times in all."""
+
+HOST_STALL_LIMIT_MS = 150.0
+"""A turn during which the harness's probe thread woke up later than this was not measured
+on a machine that kept up (`harness.hostprobe`): it is played again."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ class HarnessSession:
         self.started = time.time()
         self.finished: Any = None
         self.infrastructure: list[str] = []
+        self.host_probe = HostProbe().start()
+        self._stack.callback(self.host_probe.stop)
         from harness.scenario import parse_dut_spec
 
         self.dut_spec = parse_dut_spec(self.settings.dut)
@@ -292,28 +300,48 @@ class HarnessSession:
             where = out if attempt == 1 else out.with_name(f"{out.name}.attempt{attempt}")
             if bridge is not None:
                 bridge.drain()  # what the device said between turns is not this turn's
+            began = time.monotonic()
             result = run_turn(rig, dut, plan, out_dir=where, name=name)
+            host_stall_ms = self.host_probe.worst_lag_ms(began, time.monotonic())
             if bridge is not None:
                 _merge_serial_events(result, bridge.drain())
-            if not result.xruns or attempt == MAX_ATTEMPTS or timing_only_xruns(rig):
+            lost_audio = bool(result.xruns) and not timing_only_xruns(rig)
+            starved = host_stall_ms > HOST_STALL_LIMIT_MS
+            if not (lost_audio or starved) or attempt == MAX_ATTEMPTS:
                 break
-            # A glitch of the rig is not the DUT's fault: play the turn again, keep the
-            # glitched capture as evidence and say so in the turn's record.
-            at = [x.sample_index for x in result.capture.status.xruns][:3]
+            # A glitch of the rig or a stalled host is not the DUT's fault: play the turn
+            # again, keep the first capture as evidence and say so in the turn's record.
+            why = []
+            if lost_audio:
+                at = [x.sample_index for x in result.capture.status.xruns][:3]
+                why.append(f"{result.xruns} xrun(s) at samples {at}")
+            if starved:
+                why.append(f"the host stalled the harness for {host_stall_ms:.0f} ms")
             glitched.append(
-                f"attempt {attempt}: {result.xruns} xrun(s) at samples {at} "
-                f"({result.paths.get('capture_wav')})"
+                f"attempt {attempt}: {' and '.join(why)} ({result.paths.get('capture_wav')})"
             )
         outcome = self._judge(key, result, budgets or self.budgets, glitched)
-        if glitched and not result.xruns:
+        if glitched and not lost_audio:
             outcome.checks.append(
                 Check(
                     "infrastructure",
                     "no audio glitches",
                     True,
-                    "replayed after rig glitches: " + "; ".join(glitched),
+                    "replayed after rig glitches or host stalls: " + "; ".join(glitched),
                 )
             )
+        outcome.checks.append(
+            Check(
+                "infrastructure",
+                "the host kept up",
+                not starved,
+                f"the host stalled the harness for {host_stall_ms:.0f} ms during the turn "
+                f"(limit {HOST_STALL_LIMIT_MS:.0f} ms; CPU steal, another process, or the GIL "
+                f"held): its latencies may be off by as much, after {attempt} attempt(s)"
+                if starved
+                else f"longest host stall during the turn {host_stall_ms:.0f} ms",
+            )
+        )
         self._cache[key] = outcome
         self.outcomes.append(outcome)
         self._record(outcome, test)
@@ -348,9 +376,9 @@ class HarnessSession:
             at = [x.sample_index for x in result.capture.status.xruns][:5]
             earlier = f" (earlier attempts: {'; '.join(glitched)})" if glitched else ""
             if timing_only_xruns(self.rig):
-                # JACK's dummy driver has no hardware clock: a late cycle delays the whole
-                # graph, and ref, mouth and ear stay on one sample timeline (the delay bot's
-                # TTFA stays exact through them): recorded, not failed
+                # JACK's dummy driver has no hardware clock: a late cycle loses no samples
+                # of the harness's (ref, mouth and ear stay on one sample timeline); a DUT
+                # JACK skipped for it may lose a period (docs/lab-rig.md): recorded, not failed
                 checks.append(
                     Check(
                         "infrastructure",
@@ -514,21 +542,20 @@ class HarnessSession:
 
 
 GRAPH_SLIP_LIMIT_MS = 50.0
-"""How far the synchronous JACK graph may fall behind the wall clock inside a measured
+"""How far a real-time rig's capture may fall behind the wall clock inside a measured
 interval before that measurement is not trusted (`graph_kept_time`)."""
 
 
 def graph_slip_ms(
     clock: Any, sample_rate_hz: int, start_s: float, end_s: float, window_s: float = 0.1
 ) -> float:
-    """How far the audio clock fell behind the host clock between capture times `start_s`
-    and `end_s`, ms (0 when too few blocks were stamped there).
+    """How far the capture's sample clock fell behind the host clock between capture times
+    `start_s` and `end_s`, ms (0 when too few blocks were stamped there).
 
-    Each block's stamp is its callback's host time: the graph's own position plus a wake-up
+    Each block's stamp is its callback's host time: the block's true time plus a wake-up
     delay that is never negative. The lower edge of the stamps' offsets from the nominal
-    rate, per `window_s` window, is the graph's position against the wall clock; its range
-    over the interval is the wall-clock time the graph let pass unheard (a DUT computing on
-    the wall clock had it for free)."""
+    rate, per `window_s` window, is the capture's position against the wall clock; its
+    range over the interval is the wall-clock time that passed without being recorded."""
     t = np.asarray(clock.stamp_us, dtype=np.float64)
     if t.size < 3:
         return 0.0
@@ -543,11 +570,12 @@ def graph_slip_ms(
 
 
 def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
-    """The synchronous loopback graph waits for late clients (`harness.rigs.jackd`), so on a
-    starved host its clock falls behind the wall clock, and a DUT computing on the wall
-    clock gets that time for free: a latency measured across the slip reads short by as
-    much. Checked over the turn's measured intervals (end of speech -> reply onset, barge-in
-    onset -> stop); a failure above `GRAPH_SLIP_LIMIT_MS`."""
+    """Did the capture keep up with the wall clock while the turn was measured? The
+    harness counts the frames it was given; when JACK does not run its callback for a
+    cycle (it was late, and the server moved on) or the graph's driver itself ran late, the
+    capture falls behind the wall clock, and an interval measured across that moment reads
+    short by as much. Checked over the turn's measured intervals (end of speech -> reply
+    onset, barge-in onset -> stop); a failure above `GRAPH_SLIP_LIMIT_MS`."""
     spans = []
     if m.speech_end_s is not None and m.reply_onset_s is not None:
         spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
@@ -557,7 +585,7 @@ def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
         )
     if not spans:
         return Check(
-            "infrastructure", "the graph kept real time", True, "no measured interval",
+            "infrastructure", "the capture kept real time", True, "no measured interval",
             applicable=False,
         )  # fmt: skip
     slips = [(graph_slip_ms(clock, sample_rate_hz, a, b), name) for name, a, b in spans]
@@ -565,13 +593,13 @@ def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
     ok = slip <= GRAPH_SLIP_LIMIT_MS
     return Check(
         "infrastructure",
-        "the graph kept real time",
+        "the capture kept real time",
         ok,
-        f"the JACK graph fell {slip:.0f} ms behind the wall clock during the {name} "
-        f"interval (the host starved its clients; limit {GRAPH_SLIP_LIMIT_MS:.0f} ms): a DUT "
-        f"computing on the wall clock may measure up to {slip:.0f} ms short"
+        f"the capture fell {slip:.0f} ms behind the wall clock during the {name} interval "
+        f"(JACK cycles the harness was not run for, or a late driver; limit "
+        f"{GRAPH_SLIP_LIMIT_MS:.0f} ms): it may read up to {slip:.0f} ms short"
         if not ok
-        else f"the graph fell at most {slip:.0f} ms behind the wall clock while measuring",
+        else f"the capture fell at most {slip:.0f} ms behind the wall clock while measuring",
     )
 
 

@@ -147,27 +147,17 @@ class JackServer:
     frames per period (-p). The log (jackd's stdout and stderr) is kept in a temp file and
     quoted when the server fails to start.
 
-    sync: run the graph synchronously (``jackd -S``, the default). In JACK2's default
-    asynchronous mode a client that is late for a cycle (a Python callback waiting for its
-    process's GIL, a stolen vCPU) makes the clients after it in the graph skip that cycle:
-    they lose a period of input, and a DUT counting its own samples answers a period late.
-    In sync mode the cycle waits for every client instead, so no client ever loses a
-    sample; on a starved machine the graph's clock runs behind the wall clock for a moment.
-    There is no sound card to keep up with, so nothing is lost by waiting.
+    The graph is asynchronous, like a sound card's: the dummy driver's timer never waits
+    for a client. (``jackd -S`` was tried: it waits for a slow DUT too, and the DUT's
+    slowness then vanishes from what the ear hears; docs/lab-rig.md.)
     """
 
     def __init__(
-        self,
-        name: str | None = None,
-        sample_rate_hz: int = 48000,
-        period: int = 1024,
-        *,
-        sync: bool = True,
+        self, name: str | None = None, sample_rate_hz: int = 48000, period: int = 1024
     ) -> None:
         self.name = name or f"{NAME_PREFIX}{os.getpid()}-{next(_counter)}"
         self.sample_rate_hz = sample_rate_hz
         self.period = period
-        self.sync = sync
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
@@ -184,8 +174,7 @@ class JackServer:
                 "jackd not found on PATH: the loopback rig needs the JACK server; install the "
                 "Debian package jackd2 (apt-get install jackd2; scripts/setup.sh does this)"
             )
-        mode = ["-S"] if self.sync else []
-        return [exe, *mode, "-n", self.name, "-d", "dummy", "-r", str(self.sample_rate_hz),
+        return [exe, "-n", self.name, "-d", "dummy", "-r", str(self.sample_rate_hz),
                 "-p", str(self.period)]  # fmt: skip
 
     def start(self, timeout_s: float = 15.0) -> JackServer:

@@ -86,9 +86,7 @@ def any_rig(request, tmp_path):
                 yield RigUnderTest(kind, rig, 1024, 1024 + DUT_DELAY)
         return
     pytest.importorskip("sounddevice", exc_type=OSError)
-    # Asynchronous, like a sound card's driver: PortAudio's reported latency (the expected
-    # mouth -> ref) counts JACK's extra asynchronous period, which sync mode does not have.
-    with JackServer(sync=False) as server:
+    with JackServer() as server:
         profile = tmp_path / "soundcard-jack.toml"
         profile.write_text(
             '[rig]\nkind = "soundcard"\nblock_frames = 1024\n[soundcard]\ndevice = "system"\n'

@@ -1,0 +1,58 @@
+"""A turn measured while the host stalled is played again: the probe thread, and the
+session's replay, with a real thread holding the GIL (as C code in the harness's process,
+another tenant's load or the hypervisor would)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from harness.hostprobe import HostProbe
+from harness.session import HOST_STALL_LIMIT_MS, HarnessSession, RunSettings
+
+BACKTRACK = re.compile(r"(a+)+b")
+
+
+def hold_the_gil(after_s: float, times: int = 1) -> threading.Thread:
+    """Hold the GIL inside the regex engine (~0.3-0.7 s on this machine) `times` times."""
+
+    def run() -> None:
+        time.sleep(after_s)
+        for _ in range(times):
+            BACKTRACK.match("a" * 21)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_the_probe_sees_a_stall_where_it_happened():
+    probe = HostProbe().start()
+    try:
+        time.sleep(0.2)
+        quiet_until = time.monotonic()
+        hold_the_gil(0.0).join()
+        stalled_until = time.monotonic()
+        time.sleep(0.05)
+        assert probe.worst_lag_ms(quiet_until - 0.15, stalled_until) > HOST_STALL_LIMIT_MS
+        during = probe.worst_lag_ms(quiet_until, stalled_until)
+        assert probe.worst_lag_ms(quiet_until - 0.15, quiet_until - 0.05) < during
+    finally:
+        probe.stop()
+
+
+def test_a_turn_during_a_host_stall_is_played_again(tmp_path):
+    settings = RunSettings(rig="sim", dut="scripted", out_dir=tmp_path / "out")
+    with HarnessSession(settings) as session:
+        session.turn("sq03_timer")  # engines and rig up before the stall is timed
+        hog = hold_the_gil(0.05)
+        outcome = session.turn("sq01_time")
+        hog.join()
+    kept = next(c for c in outcome.checks if c.name == "the host kept up")
+    replayed = next(c for c in outcome.checks if c.name == "no audio glitches")
+    assert "attempt 1: the host stalled the harness for" in replayed.message, replayed
+    assert kept.passed, kept.message  # the second attempt ran on a host that kept up
+    assert (tmp_path / "out" / "turns" / "sq01_time" / "capture.wav").is_file()  # evidence
+    assert (tmp_path / "out" / "turns" / "sq01_time.attempt2" / "capture.wav").is_file()
+    assert outcome.metrics.ttfa_ms is not None

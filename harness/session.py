@@ -440,7 +440,7 @@ class HarnessSession:
                 for c in outcome.checks
             ],
             verdict=outcome.verdict,
-            discard=r.metrics.discard,
+            discard=r.metrics.discard or _host_stall_discard(outcome.checks),
             xruns=int(r.xruns),
             wall_s=float(r.wall_s),
             audio_s=float(r.audio_s),
@@ -601,6 +601,16 @@ def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
         if not ok
         else f"the capture fell at most {slip:.0f} ms behind the wall clock while measuring",
     )
+
+
+def _host_stall_discard(checks: Sequence[Check]) -> str | None:
+    """A turn the host stalled through all its attempts was not measured: its figures stay
+    in its record but out of the percentiles and baseline comparisons (a discard reason),
+    and its failed `the host kept up` check says why."""
+    for c in checks:
+        if c.name == "the host kept up" and not c.passed:
+            return "host_stalled: " + c.message
+    return None
 
 
 def timing_only_xruns(rig: Any) -> bool:

@@ -56,3 +56,28 @@ def test_a_turn_during_a_host_stall_is_played_again(tmp_path):
     assert (tmp_path / "out" / "turns" / "sq01_time" / "capture.wav").is_file()  # evidence
     assert (tmp_path / "out" / "turns" / "sq01_time.attempt2" / "capture.wav").is_file()
     assert outcome.metrics.ttfa_ms is not None
+
+
+def test_a_turn_stalled_through_every_attempt_is_not_measured(tmp_path):
+    settings = RunSettings(rig="sim", dut="scripted", out_dir=tmp_path / "out")
+    with HarnessSession(settings) as session:
+        session.turn("sq03_timer")
+        stop = threading.Event()
+
+        def keep_stalling() -> None:
+            while not stop.is_set():
+                BACKTRACK.match("a" * 21)
+                time.sleep(0.05)
+
+        hog = threading.Thread(target=keep_stalling, daemon=True)
+        hog.start()
+        try:
+            outcome = session.turn("sq01_time")
+        finally:
+            stop.set()
+            hog.join()
+    kept = next(c for c in outcome.checks if c.name == "the host kept up")
+    assert not kept.passed and "after 3 attempt(s)" in kept.message
+    # kept as evidence, out of the percentiles: a discard with the reason
+    assert outcome.record.discard.startswith("host_stalled: the host stalled the harness")
+    assert (tmp_path / "out" / "turns" / "sq01_time.attempt3" / "capture.wav").is_file()

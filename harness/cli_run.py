@@ -7,7 +7,10 @@ With no arguments: the JACK loopback rig (it starts its own jackd), the referenc
 its default engines, the whole suite, results in out/run. The arguments are checked before
 anything starts (a bad rig, DUT spec or budget file: one line, exit 2). Exit status 0 only
 if every check of every turn held, every budget held and (with --baseline) nothing
-regressed; 1 otherwise; 2 for bad input.
+regressed; 1 when a contract, budget or baseline failed; 3 when every contract held but
+some turn could not be measured on this host (only `[infrastructure]` checks failed: the
+host stalled through every attempt, the capture fell behind the wall clock, a sound card
+lost audio); 2 for bad input.
 """
 
 from __future__ import annotations
@@ -140,12 +143,20 @@ def _fresh_out(out: Path, baseline: Path | None) -> Path | None:
     return baseline
 
 
-def _failed_checks(results: dict) -> list[str]:
+INFRASTRUCTURE_ONLY = 3
+"""Exit status when every contract held but some turns could not be measured on this host."""
+
+
+def _failed_checks(results: dict, *, infrastructure: bool = False) -> list[str]:
+    """Failed checks and budgets (`infrastructure`: only the `[infrastructure]` checks;
+    otherwise everything else)."""
     bad = []
     for t in results.get("turns", []):
         for c in t.get("checks", []):
-            if not c.get("passed"):
+            if not c.get("passed") and (c.get("contract") == "infrastructure") == infrastructure:
                 bad.append(f"{t.get('turn')}: {c.get('message') or c.get('name')}")
+    if infrastructure:
+        return bad
     for metric, s in (results.get("summary") or {}).items():
         if s.get("passed") is False:
             bad.append(f"budget {metric}: {s.get('budget')}")
@@ -185,8 +196,17 @@ def run_command(args: argparse.Namespace) -> int:
     if regressions:
         code = 1
         print(f"tympan run: {len(regressions)} regression(s) against {args.baseline}")
+    unmeasured = _failed_checks(results, infrastructure=True)
+    if unmeasured:
+        print(f"tympan run: {len(unmeasured)} turn check(s) say this host could not measure:")
+        for line in unmeasured[:20]:
+            print(f"  {line}")
+        if code == 0:
+            code = INFRASTRUCTURE_ONLY
     report = out / "report.html"
     if report.is_file():
         print(f"tympan run: report {report}")
-    print(f"tympan run: {'every check held' if code == 0 else 'FAILED'} (exit {code})")
+    verdict = {0: "every check held", INFRASTRUCTURE_ONLY: "every contract held on what"
+               " could be measured; NOT MEASURED on this host"}.get(code, "FAILED")  # fmt: skip
+    print(f"tympan run: {verdict} (exit {code})")
     return code

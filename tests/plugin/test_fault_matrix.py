@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,18 +64,29 @@ def output(done: subprocess.CompletedProcess) -> str:
     return done.stdout[-4000:] + done.stderr[-2000:]
 
 
+def assert_clean(done: subprocess.CompletedProcess[str]) -> None:
+    """Every contract held. Exit 3 says a turn could not be measured on this host (it
+    stalled through all three attempts, `[infrastructure]`): those turns are out of the
+    percentiles and the baseline, the rest were judged, and the warning says which."""
+    assert done.returncode in (0, 3), output(done)
+    if done.returncode == 3:
+        lines = done.stdout.split("could not measure:", 1)[1].split("tympan run:", 1)[0]
+        warnings.warn(f"clean run partly unmeasured on this host:{lines}", stacklevel=2)
+        assert "every contract held on what could be measured" in done.stdout
+    else:
+        assert "every check held" in done.stdout
+
+
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("clean")
-    done = tympan_run(out, "reference", CLEAN, limit=5)
-    assert done.returncode == 0, output(done)
-    assert "every check held" in done.stdout
+    assert_clean(tympan_run(out, "reference", CLEAN, limit=5))
     return out
 
 
 def test_the_clean_agent_passes_and_a_clean_rerun_is_no_regression(clean, tmp_path):
     again = tympan_run(tmp_path, "reference", CLEAN, limit=5, baseline=clean / "results.json")
-    assert again.returncode == 0, output(again)
+    assert_clean(again)
     assert "no regression against" in again.stdout
 
 

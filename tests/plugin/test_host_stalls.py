@@ -81,3 +81,34 @@ def test_a_turn_stalled_through_every_attempt_is_not_measured(tmp_path):
     # kept as evidence, out of the percentiles: a discard with the reason
     assert outcome.record.discard.startswith("host_stalled: the host stalled the harness")
     assert (tmp_path / "out" / "turns" / "sq01_time.attempt3" / "capture.wav").is_file()
+
+
+def test_tympan_run_tells_unmeasured_turns_from_broken_contracts():
+    from harness.cli_run import _failed_checks
+
+    def turn(name, *checks):
+        return {
+            "turn": name,
+            "checks": [
+                dict(zip(("contract", "passed", "message"), c, strict=True)) for c in checks
+            ],
+        }
+
+    results = {
+        "turns": [
+            turn(
+                "a",
+                ("infrastructure", False, "[infrastructure] the host stalled ..."),
+                ("budget", True, ""),
+            ),
+            turn("b", ("cancellation", False, "[cancellation] stop latency 480 ms")),
+        ],
+        "summary": {"ttfa_ms": {"passed": False, "budget": {"p95": 1500.0}}},
+    }
+    assert _failed_checks(results) == [
+        "b: [cancellation] stop latency 480 ms",
+        "budget ttfa_ms: {'p95': 1500.0}",
+    ]
+    assert _failed_checks(results, infrastructure=True) == [
+        "a: [infrastructure] the host stalled ..."
+    ]

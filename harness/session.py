@@ -400,7 +400,7 @@ class HarnessSession:
                 )
         clock = result.capture.clock
         if timing_only_xruns(self.rig) and clock is not None and clock.blocks >= 3:
-            checks.append(graph_kept_time(clock, self.rig.sample_rate_hz, m))
+            checks.append(capture_kept_time(clock, self.rig.sample_rate_hz, m))
         outcome.checks = checks
         return outcome
 
@@ -541,12 +541,12 @@ class HarnessSession:
         return out
 
 
-GRAPH_SLIP_LIMIT_MS = 50.0
+CAPTURE_SLIP_LIMIT_MS = 50.0
 """How far a real-time rig's capture may fall behind the wall clock inside a measured
-interval before that measurement is not trusted (`graph_kept_time`)."""
+interval before that measurement is not trusted (`capture_kept_time`)."""
 
 
-def graph_slip_ms(
+def capture_slip_ms(
     clock: Any, sample_rate_hz: int, start_s: float, end_s: float, window_s: float = 0.1
 ) -> float:
     """How far the capture's sample clock fell behind the host clock between capture times
@@ -569,13 +569,13 @@ def graph_slip_ms(
     return (max(edges) - min(edges)) / 1000.0
 
 
-def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
+def capture_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
     """Did the capture keep up with the wall clock while the turn was measured? The
     harness counts the frames it was given; when JACK does not run its callback for a
     cycle (it was late, and the server moved on) or the graph's driver itself ran late, the
     capture falls behind the wall clock, and an interval measured across that moment reads
     short by as much. Checked over the turn's measured intervals (end of speech -> reply
-    onset, barge-in onset -> stop); a failure above `GRAPH_SLIP_LIMIT_MS`."""
+    onset, barge-in onset -> stop); a failure above `CAPTURE_SLIP_LIMIT_MS`."""
     spans = []
     if m.speech_end_s is not None and m.reply_onset_s is not None:
         spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
@@ -588,16 +588,16 @@ def graph_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
             "infrastructure", "the capture kept real time", True, "no measured interval",
             applicable=False,
         )  # fmt: skip
-    slips = [(graph_slip_ms(clock, sample_rate_hz, a, b), name) for name, a, b in spans]
+    slips = [(capture_slip_ms(clock, sample_rate_hz, a, b), name) for name, a, b in spans]
     slip, name = max(slips)
-    ok = slip <= GRAPH_SLIP_LIMIT_MS
+    ok = slip <= CAPTURE_SLIP_LIMIT_MS
     return Check(
         "infrastructure",
         "the capture kept real time",
         ok,
         f"the capture fell {slip:.0f} ms behind the wall clock during the {name} interval "
         f"(JACK cycles the harness was not run for, or a late driver; limit "
-        f"{GRAPH_SLIP_LIMIT_MS:.0f} ms): it may read up to {slip:.0f} ms short"
+        f"{CAPTURE_SLIP_LIMIT_MS:.0f} ms): it may read up to {slip:.0f} ms short"
         if not ok
         else f"the capture fell at most {slip:.0f} ms behind the wall clock while measuring",
     )

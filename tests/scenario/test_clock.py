@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.rigs import fit_host_clock, open_rig
-from harness.session import graph_kept_time, graph_slip_ms
+from harness.session import capture_kept_time, capture_slip_ms
 
 FS = 48000
 
@@ -61,7 +61,7 @@ def test_a_step_after_an_xrun_is_followed_locally():
         assert m.sample_of_host_us(t_true) == pytest.approx(k, abs=0.002 * FS)  # 2 ms
 
 
-def test_graph_slip_inside_a_measured_interval():
+def test_capture_slip_inside_a_measured_interval():
     """The capture lost 80 ms against the wall clock at 1.0 s (cycles the harness was not
     run for): an interval across that moment reads 80 ms short, one beside it not."""
     rng = np.random.default_rng(5)
@@ -69,8 +69,8 @@ def test_graph_slip_inside_a_measured_interval():
     t_us = 1_000_000 + starts * 1e6 / FS + rng.exponential(200.0, starts.size)
     t_us[starts >= FS] += 80_000
     clock = fit_host_clock(starts, t_us.astype(np.int64), FS)
-    assert graph_slip_ms(clock, FS, 0.8, 1.5) == pytest.approx(80.0, abs=2.0)
-    assert graph_slip_ms(clock, FS, 1.5, 2.8) < 2.0
+    assert capture_slip_ms(clock, FS, 0.8, 1.5) == pytest.approx(80.0, abs=2.0)
+    assert capture_slip_ms(clock, FS, 1.5, 2.8) < 2.0
 
     @dataclass
     class Measured:
@@ -79,7 +79,7 @@ def test_graph_slip_inside_a_measured_interval():
         barge_in_onset_s: float | None = None
         stop_latency_ms: float | None = None
 
-    check = graph_kept_time(clock, FS, Measured())
+    check = capture_kept_time(clock, FS, Measured())
     assert not check.passed and "fell 80 ms behind the wall clock during the TTFA" in check.message
-    assert graph_kept_time(clock, FS, Measured(1.6, 2.4)).passed
-    assert not graph_kept_time(clock, FS, Measured(None, None)).applicable
+    assert capture_kept_time(clock, FS, Measured(1.6, 2.4)).passed
+    assert not capture_kept_time(clock, FS, Measured(None, None)).applicable

@@ -37,17 +37,17 @@ def assert_delay(rig, dut, plan, out_dir: Path, delay_ms: float):
     """The bot's TTFA is its delay to within 1 ms on a turn without late JACK cycles (played
     up to 3 times for one). When every attempt had some, a cycle JACK skipped the bot for
     (the harness's callback before it in the graph was late) costs the bot, which counts
-    its own periods, one period of input: then TTFA is the delay plus whole periods, at
-    most one per late cycle. Returns the turn judged."""
+    its own periods, one period of input: then TTFA is the delay plus up to a period per
+    late cycle (whole periods, seen in CI: 721, 743, 764 ms for 700; a fraction of one
+    when the lost period held the end of speech). Returns the turn judged."""
     for attempt in range(1, 4):
         r = run_turn(rig, dut, plan, out_dir=out_dir / f"attempt{attempt}")
         assert r.timeout is None and r.metrics.discard is None, (r.name, r.metrics.discard)
         if not r.xruns:
             assert r.metrics.ttfa_ms == pytest.approx(delay_ms, abs=1.0), r.name
             return r
-    periods = (r.metrics.ttfa_ms - delay_ms) / (PERIOD / FS * 1000)
-    assert abs(periods - round(periods)) * PERIOD / FS * 1000 < 1.0, (r.name, periods)
-    assert 0 <= round(periods) <= r.xruns, (r.name, periods, r.xruns)
+    late_ms = r.metrics.ttfa_ms - delay_ms
+    assert -1.0 < late_ms < r.xruns * PERIOD / FS * 1000 + 1.0, (r.name, late_ms, r.xruns)
     return r
 
 

@@ -220,5 +220,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             else:
                 tr.write_line(f"no regression against {tympan.settings.baseline}")
         tr.write_line(f"report: {done.report_path}")
-        if done.allure_note:
+        if not config.getoption("allure_report_dir", None):
+            # plain pytest without --alluredir: nothing was meant to be recorded
+            tr.write_line("allure: not recorded (pytest --alluredir=DIR, as `tympan run` does)")
+        elif done.allure_note:
             tr.write_line(f"allure: {done.allure_note}")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 STREAMING = "test_01_streaming"
 BARGE_IN = "test_02_barge_in and 500ms"
 # two long questions, one barge-in and five short questions (a baseline verdict needs five
-# turns; long replies show serialisation most: with one, TTFA's shift hid in the noise)
+# turns; long replies show serialisation most)
 CLEAN = f"{STREAMING} or ({BARGE_IN}) or test_03_questions"
 
 FAULTS = {
@@ -95,7 +95,10 @@ def test_serialized_llm_breaks_chunking_and_is_a_regression(clean, tmp_path):
     assert slow.returncode == 1, output(slow)
     assert "[chunking] first chunk reaches TTS before the LLM is done" in slow.stdout
     regressions = json.loads((tmp_path / "results.json").read_text())["regressions"]
-    assert any(r.startswith("ttfa_ms") for r in regressions), regressions
+    # the stage the fault slows is flagged every time (60 -> 180 ms at p50 in CI); TTFA
+    # moves by as much, but on mostly one-sentence replies that shift is within the noise
+    # of eight turns on a shared host, so it is flagged on some runs and not on others
+    assert any(r.startswith("first_chunk_ms") for r in regressions), regressions
     assert all("95% CI" in r for r in regressions)  # how sure, not a bare threshold
     assert "REGRESSIONS against" in slow.stdout
 

@@ -1,10 +1,11 @@
 """Start and stop JACK servers (jackd, dummy driver) without ever leaving one behind.
 
 Every server this process starts gets a unique name (``tympan-PID-N``), is tracked in a
-registry, and is stopped by PID: on `JackServer.stop`, at interpreter exit (atexit), on
-SIGTERM (turned into SystemExit so atexit runs), on Ctrl-C (KeyboardInterrupt unwinds the
-same way), and if this process dies hard, by the kernel: the child is started with
-PR_SET_PDEATHSIG = SIGTERM, so jackd gets SIGTERM when its parent thread goes.
+registry, and is stopped by PID (after the rigs' clients on it are closed, `track_owner`):
+on `JackServer.stop`, at interpreter exit (atexit), on SIGTERM (turned into SystemExit so
+atexit runs), on Ctrl-C (KeyboardInterrupt unwinds the same way), and if this process dies
+hard, by the kernel: the child is started with PR_SET_PDEATHSIG = SIGTERM, so jackd gets
+SIGTERM when its parent thread goes.
 
 jackd needs about a second after exiting before the same server name can be used again;
 unique names sidestep that, and `stop` waits for the process to be gone.
@@ -24,14 +25,18 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
+from typing import Protocol
 
 from harness.rigs.base import RigUnavailable
 
 NAME_PREFIX = "tympan-"
 _counter = itertools.count(1)
 _live: dict[int, JackServer] = {}
-_lock = threading.Lock()
+# re-entrant: the SIGTERM handler runs stop_all on the main thread, which may be inside
+# claim() or release() holding the lock at that moment
+_lock = threading.RLock()
 _hooks_installed = False
 
 
@@ -104,8 +109,34 @@ def release(server: str) -> None:
             _bound.pop(server, None)
 
 
+class ClientOwner(Protocol):
+    def close(self) -> None: ...
+
+
+_owners: weakref.WeakSet[ClientOwner] = weakref.WeakSet()
+
+
+def track_owner(owner: ClientOwner) -> None:
+    """`stop_all` closes `owner` (a rig holding an active JACK client) before it stops the
+    servers: a client still active when its server is killed is closed later, by the
+    garbage collector during interpreter shutdown, and libjack can hang the exit there."""
+    with _lock:
+        _owners.add(owner)
+
+
+def untrack_owner(owner: ClientOwner) -> None:
+    with _lock:
+        _owners.discard(owner)
+
+
 def stop_all() -> None:
-    """Stop every server this process started and has not stopped yet."""
+    """Close the tracked client owners, then stop every server this process started and
+    has not stopped yet."""
+    with _lock:
+        owners = list(_owners)
+    for owner in owners:
+        with contextlib.suppress(Exception):
+            owner.close()
     with _lock:
         servers = list(_live.values())
     for server in servers:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
 from harness.budgets import Budgets
 from tests.agent.conftest import ORACLE
 from tests.agent.helpers import converse, corpus_audio
+from tests.gil import gil_holding_text, hold_gil_for
 
 
 def oracle(*transcripts: str, **sections):
@@ -104,10 +104,11 @@ def test_a_starved_process_is_not_a_blocking_call(oracle_engines):
     is put down to the host (starved_ms), not to the agent."""
     stop = threading.Event()
 
+    gil_holding_text(0.15)  # calibrated before the turn, not while it plays
+
     def hold_the_gil() -> None:
-        backtrack = re.compile(r"(a+)+b")
         while not stop.is_set():
-            backtrack.match("a" * 20)  # ~0.1-0.3 s inside the regex engine, GIL held
+            hold_gil_for(0.15)  # 0.15-0.3 s inside the regex engine, GIL held
             time.sleep(0.3)
 
     speech, cfg = question()

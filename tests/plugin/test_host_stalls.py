@@ -4,28 +4,17 @@ another tenant's load or the hypervisor would)."""
 
 from __future__ import annotations
 
-import functools
-import re
 import threading
 import time
 
 from harness.hostprobe import HostProbe
 from harness.session import HarnessSession, RunSettings
+from tests.gil import BACKTRACK, gil_holding_text
 
-BACKTRACK = re.compile(r"(a+)+b")
 
-
-@functools.cache
 def stall() -> str:
-    """A string whose match holds the GIL for >= 0.3 s on this machine (each extra "a"
-    doubles the regex engine's backtracking; machines and their load differ)."""
-    n = 18
-    while True:
-        began = time.monotonic()
-        BACKTRACK.match("a" * n)
-        if time.monotonic() - began >= 0.3:
-            return "a" * n
-        n += 1
+    """A string whose match holds the GIL for >= 0.3 s on this machine."""
+    return gil_holding_text(0.3)
 
 
 def test_the_probe_sees_a_stall_where_it_happened():

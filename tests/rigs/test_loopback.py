@@ -134,7 +134,8 @@ def test_jackd_missing_names_the_debian_package(monkeypatch):
 
 
 CHILD = """
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, if it does
 sys.path.insert(0, {repo!r})
 from harness.rigs import open_rig
 rig = open_rig("loopback", use_cache=False).open()
@@ -150,7 +151,7 @@ def test_no_orphan_after_crash_or_ctrl_c(sig):
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(repo=str(REPO))],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env=env,
         text=True,
     )
@@ -160,7 +161,14 @@ def test_no_orphan_after_crash_or_ctrl_c(sig):
         jackd_pid = int(line)
         assert _alive(jackd_pid)
         child.send_signal(sig)
-        child.wait(30)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack
+            time.sleep(1.0)
+            child.kill()
+            stacks = child.communicate(timeout=10)[1][-4000:]
+            pytest.fail(f"the harness did not exit within 30 s of {sig!r}; its stacks:\n{stacks}")
         assert _wait_gone(jackd_pid), f"jackd {jackd_pid} survived its harness ({sig!r})"
     finally:
         if child.poll() is None:

@@ -118,8 +118,8 @@ _owners: weakref.WeakSet[ClientOwner] = weakref.WeakSet()
 
 def track_owner(owner: ClientOwner) -> None:
     """`stop_all` closes `owner` (a rig holding an active JACK client) before it stops the
-    servers: a client still active when its server is killed is closed later, by the
-    garbage collector during interpreter shutdown, and libjack can hang the exit there."""
+    servers, so the client is deactivated while its server still answers, not closed later
+    by the garbage collector during interpreter shutdown against a dead server."""
     with _lock:
         _owners.add(owner)
 

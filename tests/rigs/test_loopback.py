@@ -136,6 +136,9 @@ def test_jackd_missing_names_the_debian_package(monkeypatch):
 CHILD = """
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, if it does
+# Ctrl-C as at a terminal: a job started in the background (`make test &`, some CI runners)
+# inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {repo!r})
 from harness.rigs import open_rig
 rig = open_rig("loopback", use_cache=False).open()

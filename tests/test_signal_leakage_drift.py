@@ -14,7 +14,7 @@ import scipy.signal as ss
 
 from harness.corpus import Corpus
 from harness.signal.drift import correct_drift, fit_drift
-from harness.signal.leakage import remove_leakage
+from harness.signal.leakage import fit_leakage, remove_leakage
 
 FS = 48000
 
@@ -99,6 +99,19 @@ def test_remove_leakage_without_leakage_returns_the_ear_unchanged():
     residual, fit = remove_leakage(ear, ref, fit_region, FS)
     np.testing.assert_array_equal(residual, ear)
     assert fit.reduction_db == 0.0
+
+
+def test_an_ear_in_digital_silence_is_not_fitted():
+    """A loopback DUT sends zeros while it listens: no fit is attempted (it used to run the
+    whole Toeplitz solve, ~45 ms of a turn's analysis, to find nothing) and no leakage is
+    claimed, so the drift estimate that follows a strong leakage is not tried either."""
+    _, ref, reply, (lo, hi) = _leaky_ear("short", 3, gap_s=0.6)
+    ear = reply.copy()
+    ear[lo:hi] = 0.0
+    assert fit_leakage(ear, ref, (lo, hi), taps=3840) is None
+    residual, fit = remove_leakage(ear, ref, (lo, hi), FS)
+    np.testing.assert_array_equal(residual, ear)
+    assert fit.reduction_db == 0.0 and fit.leakage_db == -np.inf and fit.response.size == 0
 
 
 def _stretched_at(template: np.ndarray, ppm: float, offset: int, seed: int) -> np.ndarray:

@@ -66,13 +66,15 @@ def fit_leakage(
     r = np.asarray(ref[lo:hi], dtype=np.float64)
     e = np.asarray(ear[lo:hi], dtype=np.float64)
     energy = float(np.dot(r, r))
-    if energy <= 1e-12 or hi - lo < 4 * taps:
+    e_energy = float(np.dot(e, e))
+    # An ear in digital silence (a loopback DUT that sends zeros while it listens) has
+    # nothing to fit; without this the test below reads 0 < 0 and the solve runs for nothing.
+    if energy <= 1e-12 or e_energy <= 1e-20 or hi - lo < 4 * taps:
         return None
     auto = _xcorr_lags(r, r, 0, taps)
     cross = _xcorr_lags(e, r, -pre_samples, taps - pre_samples)
     # No lag where the ear correlates with the mouth by even 0.03 (-30 dB): nothing to fit,
     # and the solve is the costliest step of a turn's analysis.
-    e_energy = float(np.dot(e, e))
     if float(np.max(cross**2)) < 1e-3 * energy * e_energy:
         return None
     auto = auto.copy()

@@ -1,11 +1,10 @@
 """Start and stop JACK servers (jackd, dummy driver) without ever leaving one behind.
 
 Every server this process starts gets a unique name (``tympan-PID-N``), is tracked in a
-registry, and is stopped by PID (after the rigs' clients on it are closed, `track_owner`):
-on `JackServer.stop`, at interpreter exit (atexit), on SIGTERM (turned into SystemExit so
-atexit runs), on Ctrl-C (KeyboardInterrupt unwinds the same way), and if this process dies
-hard, by the kernel: the child is started with PR_SET_PDEATHSIG = SIGTERM, so jackd gets
-SIGTERM when its parent thread goes.
+registry, and is stopped by PID: on `JackServer.stop`, at interpreter exit (atexit), on
+SIGTERM (turned into SystemExit so atexit runs), on Ctrl-C (KeyboardInterrupt unwinds the
+same way), and if this process dies hard, by the kernel: the child is started with
+PR_SET_PDEATHSIG = SIGTERM, so jackd gets SIGTERM when its parent thread goes.
 
 jackd needs about a second after exiting before the same server name can be used again;
 unique names sidestep that, and `stop` waits for the process to be gone.
@@ -25,9 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
-from typing import Protocol
 
 from harness.rigs.base import RigUnavailable
 
@@ -38,6 +35,15 @@ _live: dict[int, JackServer] = {}
 # claim() or release() holding the lock at that moment
 _lock = threading.RLock()
 _hooks_installed = False
+
+
+REGISTRY_FULL = (
+    "JACK's server registry (/dev/shm/jack-shm-registry, 8 slots) is full. A jackd that "
+    "was killed without unregistering keeps its slot until the file goes, and tympan's "
+    "unique server names never reuse one. With no jackd running (pgrep jackd), delete "
+    "/dev/shm/jack-shm-registry (jackd makes a new one), or reboot"
+)
+"""Why jackd said "Too many servers already active", and the remedy."""
 
 
 def jack_module():  # noqa: ANN201 - returns the `jack` module
@@ -109,34 +115,8 @@ def release(server: str) -> None:
             _bound.pop(server, None)
 
 
-class ClientOwner(Protocol):
-    def close(self) -> None: ...
-
-
-_owners: weakref.WeakSet[ClientOwner] = weakref.WeakSet()
-
-
-def track_owner(owner: ClientOwner) -> None:
-    """`stop_all` closes `owner` (a rig holding an active JACK client) before it stops the
-    servers, so the client is deactivated while its server still answers, not closed later
-    by the garbage collector during interpreter shutdown against a dead server."""
-    with _lock:
-        _owners.add(owner)
-
-
-def untrack_owner(owner: ClientOwner) -> None:
-    with _lock:
-        _owners.discard(owner)
-
-
 def stop_all() -> None:
-    """Close the tracked client owners, then stop every server this process started and
-    has not stopped yet."""
-    with _lock:
-        owners = list(_owners)
-    for owner in owners:
-        with contextlib.suppress(Exception):
-            owner.close()
+    """Stop every server this process started and has not stopped yet."""
     with _lock:
         servers = list(_live.values())
     for server in servers:
@@ -233,10 +213,10 @@ class JackServer:
         except BaseException:
             tail = self.log_tail()
             self.stop()
-            raise RigUnavailable(
-                f"jackd -n {self.name} did not come up within {timeout_s:g} s; its log "
-                f"({self.log_path}):\n{tail}"
-            ) from None
+            why = f"jackd -n {self.name} did not come up within {timeout_s:g} s"
+            if "Too many servers already active" in tail:
+                why += f": {REGISTRY_FULL}"
+            raise RigUnavailable(f"{why}; its log ({self.log_path}):\n{tail}") from None
         return self
 
     def log_tail(self, lines: int = 15) -> str:

@@ -27,15 +27,7 @@ from harness.rigs.base import (
     RigUnavailable,
     StreamBuffers,
 )
-from harness.rigs.jackd import (
-    JackServer,
-    claim,
-    jack_module,
-    release,
-    track_owner,
-    untrack_owner,
-    wait_for_server,
-)
+from harness.rigs.jackd import JackServer, claim, jack_module, release, wait_for_server
 from harness.rigs.profile import RigProfile
 
 
@@ -85,7 +77,6 @@ class LoopbackRig(RigBase):
             self._claimed = self.server_name
             client = self._open_client(jack)
             self.client = client
-            track_owner(self)
             if client.samplerate != self.sample_rate_hz:
                 raise RigUnavailable(
                     f"JACK server {self.server_name!r} runs at {client.samplerate} Hz but "
@@ -124,7 +115,6 @@ class LoopbackRig(RigBase):
     def close(self) -> None:
         """Deactivate and close the client; stop the server if the rig started it."""
         client, self.client = self.client, None
-        untrack_owner(self)
         if client is not None:
             try:
                 client.deactivate()

@@ -12,18 +12,21 @@ from device.agent.config import LlmConfig
 from device.agent.engines import Message
 from device.agent.errors import EngineError
 
+# Phrases that, said on their own, ask the agent to be quiet: answered with silence. Only
+# when nothing in the utterance asks for something else ("Remind me to hold on at 5" - an
+# ASR slip for "call mom" - is a reminder, not a command to stop).
+QUIET_PHRASES: tuple[str, ...] = ("stop", "hold on", "never mind", "cancel", "wait a second")
+
 # (trigger phrases, reply). The entry matching the most phrases wins; ties go to the earlier
 # entry. Phrases match whole words of the lower-cased transcript with punctuation removed.
 # The replies carry the corpus's reply_keywords, so a correct turn can be checked by ear.
 REPLIES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("stop",), ""),
-    (("hold on",), ""),
-    (("never mind",), ""),
-    (("cancel",), ""),
-    (("wait a second",), ""),
     (("fifteen", "15", "make it"), "Okay, I changed the timer to fifteen minutes."),
     (("what time", "time"), "The time is two thirty in the afternoon."),
-    (("chicago",), "Tomorrow in Chicago the weather will be windy and cool, around fifty degrees."),
+    (
+        ("chicago", "weather", "tomorrow"),
+        "Tomorrow in Chicago the weather will be windy and cool, around fifty degrees.",
+    ),
     (
         ("weather", "tomorrow", "what about"),
         "The weather tomorrow will be cloudy, with a high of sixty degrees.",
@@ -115,13 +118,16 @@ def tokenize(text: str) -> list[str]:
 
 
 def scripted_reply(transcript: str) -> str:
-    """The scripted reply to ``transcript`` (may be empty: "stop" is answered by silence)."""
+    """The scripted reply to ``transcript``: the best-matching entry of `REPLIES`; silence
+    for a quiet phrase ("Stop.", "Hold on.") that asks for nothing else; else the default."""
     words = " " + " ".join(re.sub(r"[^a-z0-9' ]", " ", transcript.lower()).split()) + " "
     best, best_score = DEFAULT_REPLY, 0
     for phrases, reply in REPLIES:
         score = sum(1 for p in phrases if f" {p} " in words)
         if score > best_score:
             best, best_score = reply, score
+    if best_score == 0 and any(f" {p} " in words for p in QUIET_PHRASES):
+        return ""
     return best
 
 

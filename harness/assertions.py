@@ -43,7 +43,10 @@ class Check:
 
     contract: one of `CONTRACTS`. name: the rule, e.g. "first chunk before LLM done".
     passed: held or not. message: what was seen (a person can act on it). applicable: False
-    when the evidence needed is missing (the check then passes and says why).
+    when the evidence needed is missing (the check then passes and says why). over_ms: for
+    a rule on a duration (a stall, a stop latency), how far past its limit the turn went, ms
+    (a host that stalled the harness for longer can explain the failure: see
+    `not_measured_under_stall`); None for rules that are not about time.
     """
 
     contract: str
@@ -51,6 +54,7 @@ class Check:
     passed: bool
     message: str
     applicable: bool = True
+    over_ms: float | None = None
 
     def __str__(self) -> str:
         mark = "ok" if self.passed else "FAILED"
@@ -77,6 +81,23 @@ def assert_checks(checks: Iterable[Check], turn: Any = None) -> None:
     lines = [head + (f" - turn {name}" if name else "") + _evidence(turn)]
     lines += [f"  also [{c.contract}] {c.name}: {c.message}" for c in failed[1:]]
     raise ContractError("\n".join(lines))
+
+
+def not_measured_under_stall(check: Check, host_stall_ms: float) -> Check:
+    """`check` as judged on a turn the host stalled for `host_stall_ms`: a rule on a duration
+    that failed by no more than the stall is not measured (the stall alone can explain it;
+    it passes, `applicable` False, and says both figures); any other check is kept."""
+    if check.passed or check.over_ms is None or check.over_ms > host_stall_ms:
+        return check
+    return Check(
+        check.contract,
+        check.name,
+        True,
+        f"not measured: {check.message}; the host stalled the harness for "
+        f"{host_stall_ms:.0f} ms, more than the {check.over_ms:.0f} ms it missed by",
+        applicable=False,
+        over_ms=check.over_ms,
+    )
 
 
 def _metrics(turn: Any) -> Any:
@@ -170,6 +191,7 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
             worst <= rules.max_gap_ms,
             f"longest silence inside the reply {worst:.0f} ms (limit {rules.max_gap_ms:.0f} ms)"
             + (f" at segment gaps {[round(g) for g in gaps]}" if worst > rules.max_gap_ms else ""),
+            over_ms=worst - rules.max_gap_ms,
         )
     )
     turn_no = reply_turn(events, m.speech_end_s)
@@ -318,6 +340,7 @@ def _queue_and_stalls(events: Sequence[Mapping[str, Any]], rules: ChunkingRules)
             f"{host_note}"
             if worst > rules.max_loop_stall_ms
             else f"worst event-loop lag of its own {worst:.0f} ms{host_note}",
+            over_ms=worst - rules.max_loop_stall_ms,
         )
     )
     return checks
@@ -367,6 +390,7 @@ def check_cancellation(
                 stop <= stop_budget_ms,
                 f"stop latency {stop:.0f} ms (budget {stop_budget_ms:.0f} ms)"
                 + (" - the agent talked on over the user" if stop > stop_budget_ms else ""),
+                over_ms=stop - stop_budget_ms,
             )
         )
     residual = m.residual_ms or 0.0
@@ -518,6 +542,7 @@ def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRule
         ttfa <= rules.answer_ttfa_ms,
         f"answer started {ttfa:.0f} ms after the barge-in speech ended (limit "
         f"{rules.answer_ttfa_ms:.0f} ms)",
+        over_ms=ttfa - rules.answer_ttfa_ms,
     )
 
 

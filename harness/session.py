@@ -38,6 +38,7 @@ from harness.assertions import (
     check_partial_gate,
     check_pause_trap,
     check_reply,
+    not_measured_under_stall,
 )
 from harness.budgets import Budgets, load_budgets
 from harness.corpus import Corpus, Utterance
@@ -321,6 +322,11 @@ class HarnessSession:
                 f"attempt {attempt}: {' and '.join(why)} ({result.paths.get('capture_wav')})"
             )
         outcome = self._judge(key, result, budgets or self.budgets, glitched)
+        if starved:
+            # stalled through every attempt: a duration rule it missed by less than the
+            # stall is not measured here (the turn is discarded as `host_stalled` below);
+            # a failure larger than the stall, or not about time, stands
+            outcome.checks = [not_measured_under_stall(c, host_stall_ms) for c in outcome.checks]
         if glitched and not lost_audio:
             outcome.checks.append(
                 Check(

@@ -204,7 +204,17 @@ def test_unplug_reconnects_keeps_what_was_received_and_records_the_gap(tmp_path)
     missing = n - len(got)
     assert missing > 0 and gap.frames_missing == missing  # the gap accounts for every one
     assert missing >= summary["frames_lost_unplugged"]
-    assert 250 <= gap.duration_ms < 3000
+    # The gap is recorded from when the bridge saw the port go (a busy host notices late:
+    # 237 ms of a 300 ms unplug in one CI run) to the reconnection: from the last frame
+    # sent before the unplug (its device time on the host clock) to the reconnection is
+    # the whole time the port was away, and the reconnection is within 1 s of its return.
+    events = first + rest
+    jump = next(k for k in range(1, len(got)) if got[k] != got[k - 1] + 1)
+    last_before = events[jump - 1]
+    assert last_before.t_host_us is not None and last_before.t_host_us <= gap.t_start_host_us
+    away_ms = (gap.t_end_host_us - last_before.t_host_us) / 1000.0
+    assert 300 - 5 <= away_ms < 300 + 1000, (away_ms, gap)
+    assert 0 < gap.duration_ms <= away_ms
     assert summary["unplugs"] == 1
 
 

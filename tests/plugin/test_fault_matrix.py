@@ -5,9 +5,10 @@ deliberately slowed agent (serialized-llm) is flagged as one, with by how much a
 
 Each run is a real `tympan run` on the sim rig with the reference agent's real engines,
 limited to the suite tests that detect the fault to keep CI fast; the full suite runs clean
-on the loopback rig elsewhere in `make test`. The fault runs go two at a time (half the
-wall time; a busier machine only makes a broken contract more broken), the clean runs and
-the baseline comparisons alone, so the machine's load is the same for both sides.
+on the loopback rig elsewhere in `make test`. The three runs that are compared (the clean
+baseline, the clean rerun and serialized-llm) go one after the other, each beside two short
+fault runs (`PHASES`), so they share the machine alike; two compared runs side by side
+starved each other (host stalls of 0.8-1.4 s, turns discarded, too few left for a verdict).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import subprocess
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# the fixture plays every run of the module (about 5 minutes on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 STREAMING = "test_01_streaming"
 BARGE_IN = "test_02_barge_in and 500ms"
@@ -77,24 +80,68 @@ def assert_clean(done: subprocess.CompletedProcess[str]) -> None:
         assert "every check held" in done.stdout
 
 
+@dataclass
+class Matrix:
+    """Every run of the module: (out folder, finished `tympan run`) by name."""
+
+    clean: tuple[Path, subprocess.CompletedProcess[str]]
+    rerun: tuple[Path, subprocess.CompletedProcess[str]]
+    slow: tuple[Path, subprocess.CompletedProcess[str]]
+    faults: dict[str, tuple[Path, subprocess.CompletedProcess[str]]]
+
+
+PHASES = (
+    ("clean", ("token-tts", "unbounded-queue")),
+    ("rerun", ("blocking-call", "no-cancel")),
+    ("slow", ("partial-to-llm", "stale-audio")),
+)
+"""Each compared run (8 turns, ~90 s) with the fault runs (1-2 turns, 20-65 s each) that
+play one after the other beside it; a phase ends when all its runs have."""
+
+
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clean")
-    assert_clean(tympan_run(out, "reference", CLEAN, limit=5))
-    return out
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
+    """All the runs, in `PHASES`: the clean baseline, then the clean rerun, then
+    serialized-llm (both against the baseline), each beside two fault runs."""
+    outs = {name: tmp_path_factory.mktemp(name) for name in ("clean", "rerun", "slow", *FAULTS)}
+    baseline = outs["clean"] / "results.json"
+    compared = {
+        "clean": ("reference", None),
+        "rerun": ("reference", baseline),
+        "slow": ("reference:fault=serialized-llm", baseline),
+    }
+
+    def faults(names: tuple[str, ...]) -> dict[str, subprocess.CompletedProcess[str]]:
+        return {n: tympan_run(outs[n], f"reference:fault={n}", FAULTS[n][0]) for n in names}
+
+    done: dict[str, subprocess.CompletedProcess[str]] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name, beside in PHASES:
+            dut, against = compared[name]
+            run = pool.submit(tympan_run, outs[name], dut, CLEAN, 5, against)
+            side = pool.submit(faults, beside)
+            done[name] = run.result()
+            done |= side.result()
+    return Matrix(
+        clean=(outs["clean"], done["clean"]),
+        rerun=(outs["rerun"], done["rerun"]),
+        slow=(outs["slow"], done["slow"]),
+        faults={name: (outs[name], done[name]) for name in FAULTS},
+    )
 
 
-def test_the_clean_agent_passes_and_a_clean_rerun_is_no_regression(clean, tmp_path):
-    again = tympan_run(tmp_path, "reference", CLEAN, limit=5, baseline=clean / "results.json")
+def test_the_clean_agent_passes_and_a_clean_rerun_is_no_regression(matrix):
+    assert_clean(matrix.clean[1])
+    again = matrix.rerun[1]
     assert_clean(again)
     assert "no regression against" in again.stdout
 
 
-def test_serialized_llm_breaks_chunking_and_is_a_regression(clean, tmp_path):
-    slow = tympan_run(tmp_path, "reference:fault=serialized-llm", CLEAN, limit=5, baseline=clean)
+def test_serialized_llm_breaks_chunking_and_is_a_regression(matrix):
+    out, slow = matrix.slow
     assert slow.returncode == 1, output(slow)
     assert "[chunking] first chunk reaches TTS before the LLM is done" in slow.stdout
-    regressions = json.loads((tmp_path / "results.json").read_text())["regressions"]
+    regressions = json.loads((out / "results.json").read_text())["regressions"]
     # the stage the fault slows is flagged every time (60 -> 180 ms at p50 in CI); TTFA
     # moves by as much, but on mostly one-sentence replies that shift is within the noise
     # of eight turns on a shared host, so it is flagged on some runs and not on others
@@ -103,24 +150,10 @@ def test_serialized_llm_breaks_chunking_and_is_a_regression(clean, tmp_path):
     assert "REGRESSIONS against" in slow.stdout
 
 
-@pytest.fixture(scope="module")
-def fault_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
-    """Every fault's `tympan run`, two at a time (after the clean runs: module order)."""
-    outs = {fault: tmp_path_factory.mktemp(fault) for fault in FAULTS}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = {
-            fault: pool.submit(tympan_run, outs[fault], f"reference:fault={fault}", selection)
-            for fault, (selection, _) in FAULTS.items()
-        }
-        return {fault: (outs[fault], run.result()) for fault, run in runs.items()}
-
-
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_each_fault_breaks_its_contract(fault_runs, fault):
+def test_each_fault_breaks_its_contract(matrix, fault):
     _, contract = FAULTS[fault]
-    out, done = fault_runs[fault]
+    out, done = matrix.faults[fault]
     assert done.returncode == 1, output(done)
     # pytest's failure names the contract and the rule; the turn's record keeps it too
     assert contract in done.stdout, output(done)

@@ -3,10 +3,13 @@ piper TTS), driven in real time through the in-process frame interface at 48 kHz
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from device.agent.engines import Message
+from harness.hostprobe import HostProbe
 from tests.agent.conftest import ORACLE
 from tests.agent.helpers import SPECULATIVE_TURN_ORDER, converse, corpus_audio
 
@@ -138,18 +141,53 @@ def test_back_pressure_bounds_the_tts_queue(oracle_engines):
     assert len(run.of("llm_token")) < 80
 
 
+HOST_LAG_MS = 50.0
+"""A wake-up this late of a probe thread (or a `loop_stall` of the agent's) says the host
+held the process up: the agent then works through a backlog of input faster than real time,
+and wall-time waits inside it (the early final decode the gate holds for) no longer line up
+with the audio."""
+
+
+def _converse_where_the_host_kept_up(config, engines, speech, happened):
+    """`converse`, played again (3 attempts in all) while `happened(run)` is false *and* the
+    host held the process up during the run; a run on a host that kept up is returned as it
+    is, for the test to judge. Skips, with the figures, when the host never kept up."""
+    probe = HostProbe().start()
+    try:
+        for _ in range(3):
+            began = time.monotonic()
+            run = converse(config, engines, speech)
+            lag_ms = probe.worst_lag_ms(began, time.monotonic())
+            stalls = [round(e.get("lag_ms", 0.0)) for e in run.of("loop_stall")]
+            if happened(run) or (lag_ms <= HOST_LAG_MS and not stalls):
+                return run
+    finally:
+        probe.stop()
+    pytest.skip(
+        f"the host held the agent up in all 3 attempts (last: probe {lag_ms:.0f} ms late, "
+        f"loop stalls {stalls} ms): the scenario did not happen and cannot be judged"
+    )
+
+
 def test_a_pause_shorter_than_the_silence_is_not_an_end(oracle_engines):
     """A 458 ms pause inside the sentence, with a 700 ms end-of-utterance silence: one
     utterance. The reply started speculatively during the pause is cancelled when the user
     goes on; only the reply to the whole sentence is heard."""
     speech, text = corpus_audio("pq04_beatles")
-    run = converse(oracle(text, vad={"silence_ms": 700}), oracle_engines, speech)
+    expected = [("cancelled", "speech_resumed"), ("committed", None)]
+
+    def outcomes(run):
+        return [(e.get("outcome"), e.get("reason")) for e in run.of("speculation")]
+
+    run = _converse_where_the_host_kept_up(
+        oracle(text, vad={"silence_ms": 700}),
+        oracle_engines,
+        speech,
+        lambda run: outcomes(run) == expected and len(run.of("vad_speech_end")) == 1,
+    )
     [end] = run.of("vad_speech_end")
     specs = run.of("speculation")
-    assert [(e.get("outcome"), e.get("reason")) for e in specs] == [
-        ("cancelled", "speech_resumed"),
-        ("committed", None),
-    ]
+    assert outcomes(run) == expected
     assert specs[0].t_us < end.t_us < specs[1].t_us
     requests = run.of("llm_request")  # the first one was made in the pause
     assert len(requests) == 2 and requests[0].t_us < specs[0].t_us
@@ -169,7 +207,12 @@ def test_speech_resumed_while_thinking_is_one_utterance(oracle_engines):
     pause: at full speed the agent starts its reply ~450 ms into it, and the resumed
     speech is then a barge-in on what it says.)"""
     speech, text = corpus_audio("pq04_beatles")
-    run = converse(oracle(text, llm={"ttft_ms": 800}), oracle_engines, speech)
+    run = _converse_where_the_host_kept_up(
+        oracle(text, llm={"ttft_ms": 800}),
+        oracle_engines,
+        speech,
+        lambda run: len(run.of("vad_speech_end")) == 2,
+    )
     assert len(run.of("vad_speech_end")) == 2
     done = run.first("cancel_done")
     assert done.get("merged_with_previous") is True and done.get("audio_dropped_ms") == 0

@@ -209,7 +209,8 @@ def test_unplug_reconnects_keeps_what_was_received_and_records_the_gap(tmp_path)
     # sent before the unplug (its device time on the host clock) to the reconnection is
     # the whole time the port was away, and the reconnection is within 1 s of its return.
     events = first + rest
-    jump = next(k for k in range(1, len(got)) if got[k] != got[k - 1] + 1)
+    jump = next((k for k in range(1, len(got)) if got[k] != got[k - 1] + 1), None)
+    assert jump is not None, "the frames lost to the unplug are not inside the stream"
     last_before = events[jump - 1]
     assert last_before.t_host_us is not None and last_before.t_host_us <= gap.t_start_host_us
     away_ms = (gap.t_end_host_us - last_before.t_host_us) / 1000.0

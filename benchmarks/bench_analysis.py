@@ -24,7 +24,14 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from harness.analysis import analyze_capture
-from harness.groundtruth import Condition, Speech, corpus_sources, make_turn
+from harness.groundtruth import (
+    Condition,
+    Sources,
+    Speech,
+    SyntheticTurn,
+    corpus_sources,
+    make_turn,
+)
 
 C = Condition
 CONDITIONS: list[Condition] = [
@@ -74,6 +81,63 @@ CONDITIONS += [
 ]
 CONFIDENT_WRONG_MS = 20.0
 
+# Real conversations (issue: measurement that holds in real conversations): sound at the ear
+# before the question, lost stretches of the stimulus, 8 kHz G.711, comfort noise, fillers,
+# the agent talking over the user, barge-ins whose clip leaks into a reverberant ear.
+TEL = {"sample_rate_hz": 8000, "codec": "mulaw"}
+CONVERSATION_CONDITIONS: list[Condition] = [
+    C("greeting 0 dB, gap 0.3 s", context="greeting", context_gap_s=0.3),
+    C("greeting 0 dB, gap 1.0 s", context="greeting", context_gap_s=1.0),
+    C("greeting -10 dB", context="greeting", context_db=-10),
+    C("greeting -20 dB", context="greeting", context_db=-20),
+    C("greeting, 16 kHz 16-bit", context="greeting", sample_rate_hz=16000, pcm16=True),
+    C("greeting + leak -10", context="greeting", leakage_db=-10),
+    C("greeting + reverb 0.4 + leak -10", context="greeting", rt60_s=0.4, leakage_db=-10),
+    C("greeting + white 30 dB", context="greeting", noise="white", snr_db=30),
+    C("earcon 0 dB, gap 0.2 s", context="earcon", context_gap_s=0.2),
+    C("earcon -10 dB", context="earcon", context_db=-10),
+    C("earcon + reverb 0.4", context="earcon", rt60_s=0.4),
+    C("idle prompt before the question", context="prompt"),
+    C("lost 20 ms (dropped)", lost_ms=20),
+    C("lost 40 ms (dropped)", lost_ms=40),
+    C("lost 60 ms (dropped)", lost_ms=60),
+    C("lost 40 ms (concealed)", lost_ms=40, loss="conceal"),
+    C("40 ms stretched", lost_ms=40, loss="stretch"),
+    C("lost 40 ms + reverb 0.4 + leak -10", lost_ms=40, rt60_s=0.4, leakage_db=-10),
+    C("lost 40 ms + greeting", lost_ms=40, context="greeting"),
+    C("8 kHz mu-law", **TEL),
+    C("8 kHz A-law", sample_rate_hz=8000, codec="alaw"),
+    C("8 kHz mu-law + greeting", context="greeting", **TEL),
+    C("8 kHz mu-law + comfort noise -60 dBFS", comfort_noise_dbfs=-60, **TEL),
+    C("8 kHz mu-law + comfort noise -45 dBFS", comfort_noise_dbfs=-45, **TEL),
+    C("8 kHz mu-law + lost 40 ms", lost_ms=40, **TEL),
+    C(
+        "8 kHz mu-law + greeting + CN + lost 40",
+        context="greeting",
+        comfort_noise_dbfs=-60,
+        lost_ms=40,
+        **TEL,
+    ),
+    C("8 kHz mu-law + white 30 dB", noise="white", snr_db=30, **TEL),
+    C("8 kHz mu-law barge-in", barge_in=True, **TEL),
+    C("16 kHz comfort noise -60 dBFS", sample_rate_hz=16000, comfort_noise_dbfs=-60),
+    C("filler before the answer", filler=True),
+    C("filler + reverb 0.4 + leak -10", filler=True, rt60_s=0.4, leakage_db=-10),
+    C("8 kHz mu-law + filler", filler=True, **TEL),
+    C("agent talks over the user", ttfa_range_ms=(-600.0, -150.0)),
+    C(
+        "talks over + reverb 0.4 + leak -10",
+        ttfa_range_ms=(-600.0, -150.0),
+        rt60_s=0.4,
+        leakage_db=-10,
+    ),
+    C("barge-in leak -10", barge_in=True, leakage_db=-10),
+    C("barge-in reverb 0.3 + leak -20", barge_in=True, rt60_s=0.3, leakage_db=-20),
+    C("barge-in reverb 0.4 + leak -10", barge_in=True, rt60_s=0.4, leakage_db=-10),
+    C("barge-in reverb 0.6 + leak -10", barge_in=True, rt60_s=0.6, leakage_db=-10),
+    C("barge-in reverb 0.4 + leak 0", barge_in=True, rt60_s=0.4, leakage_db=0),
+]
+
 
 def naive_onset_s(ear: np.ndarray, fs: int, speech_end_s: float) -> float | None:
     """First 10 ms frame after speech end whose RMS exceeds -40 dBFS (the naive baseline)."""
@@ -113,7 +177,7 @@ class Tally:
         )
 
 
-def run_accuracy(turns: int, only: str | None) -> None:
+def run_accuracy(turns: int, only: str | None, seed_base: int = 1000) -> None:
     sources = {fs: corpus_sources(fs) for fs in (16000, 48000)}
     print(
         "| condition | blind median | blind p95 | blind max | blind discard | "
@@ -127,7 +191,7 @@ def run_accuracy(turns: int, only: str | None) -> None:
         src = sources[cond.sample_rate_hz]
         blind, ref, naive, stop = Tally([]), Tally([]), Tally([]), Tally([])
         for i in range(turns):
-            rng = np.random.default_rng(1000 + i)
+            rng = np.random.default_rng(seed_base + i)
             user, reply, clip, answer = src.pick_turn(rng)
             t = make_turn(
                 cond,
@@ -173,6 +237,152 @@ def run_accuracy(turns: int, only: str | None) -> None:
         print(
             f"| {cond.name} | {' | '.join(nb)} | {' | '.join(nr)} | {nn[0]} | {nn[1]} | "
             f"{st} | {wrong} |",
+            flush=True,
+        )
+
+
+def build_turn(cond: Condition, src: Sources, rng: np.random.Generator) -> SyntheticTurn:
+    """One synthetic turn of `cond` from the corpus (the same draws for the same rng)."""
+    user, reply, clip, answer = src.pick_turn(rng)
+    context = filler = None
+    if cond.context in ("greeting", "prompt"):
+        others = [q for q in src.questions if q.name not in (user.name, reply.name)]
+        context = others[int(rng.integers(len(others)))]
+    if cond.filler:
+        # Short clips ("stop", "hold on", "never mind"; 0.5-0.83 s) stand in for fillers.
+        fillers = [c for c in src.clips if c.speech_end_s - c.speech_start_s <= 0.9]
+        filler = fillers[int(rng.integers(len(fillers)))]
+    return make_turn(
+        cond,
+        user,
+        reply,
+        rng,
+        barge_clip=clip,
+        answer=answer,
+        babble_talkers=list(src.babble_talkers),
+        context=context,
+        filler=filler,
+    )
+
+
+def run_conversation_accuracy(turns: int, only: str | None, seed_base: int) -> None:
+    """The real-conversation conditions: blind and reply-reference TTFA, the answer after a
+    filler, barge-in stop latency in both modes, and how often a reply was called missing."""
+    rates = sorted({c.sample_rate_hz for c in CONVERSATION_CONDITIONS})
+    sources = {fs: corpus_sources(fs) for fs in rates}
+    print(
+        "| condition | blind median | blind p95 | blind max | blind discard | ref p95 | "
+        "ref discard | no_reply | content p95 | stop p95 | stop refused | stop ref p95 | "
+        "stop ref refused | confident >20 ms |"
+    )
+    print("|---|" + "---|" * 14)
+    for cond in CONVERSATION_CONDITIONS:
+        if only and only not in cond.name:
+            continue
+        src = sources[cond.sample_rate_hz]
+        blind, ref, content = Tally([]), Tally([]), Tally([])
+        stop, stop_ref = Tally([]), Tally([])
+        no_reply = 0
+        for i in range(turns):
+            rng = np.random.default_rng(seed_base + i)
+            t = build_turn(cond, src, rng)
+            fs = t.sample_rate_hz
+            common = {"speech_end_s": t.speech_end_s, "barge_in": t.barge_in_clip}
+            m = analyze_capture(t.capture, fs, t.stimulus, fs, **common)
+            mr = analyze_capture(t.capture, fs, t.stimulus, fs, reply_reference=t.reply, **common)
+            for mm in (m, mr):
+                no_reply += bool(mm.discard and mm.discard.startswith("no_reply"))
+            blind.add(None if m.ttfa_ms is None else m.ttfa_ms - t.truth.ttfa_ms)
+            ref.add(None if mr.ttfa_ms is None else mr.ttfa_ms - t.truth.ttfa_ms)
+            if t.truth.ttfa_content_ms is not None:
+                got = getattr(m, "ttfa_content_ms", None)
+                content.add(None if got is None else got - t.truth.ttfa_content_ms)
+            if t.truth.stop_latency_ms is not None:
+                for tally, mm in ((stop, m), (stop_ref, mr)):
+                    got = mm.stop_latency_ms
+                    tally.add(None if got is None else got - t.truth.stop_latency_ms)
+        nb = blind.cells(turns, 2).split(" | ")
+        nr = ref.cells(turns, 4).split(" | ")
+
+        def p95_and_refused(tally: Tally) -> tuple[str, str]:
+            cells = tally.cells(turns, 2).split(" | ")
+            return cells[1], cells[3]
+
+        ct = p95_and_refused(content)[0] if cond.filler else "–"
+        st, st_x = p95_and_refused(stop) if cond.barge_in else ("–", "–")
+        sr, sr_x = p95_and_refused(stop_ref) if cond.barge_in else ("–", "–")
+        wrong = sum(x.confident_wrong for x in (blind, ref, content, stop, stop_ref))
+        print(
+            f"| {cond.name} | {' | '.join(nb)} | {nr[1]} | {nr[3]} | {no_reply} | {ct} | "
+            f"{st} | {st_x} | {sr} | {sr_x} | {wrong} |",
+            flush=True,
+        )
+
+
+CALL_CONDITIONS: list[Condition] = [
+    C("five turns, clean"),
+    C("five turns, greeting + reverb 0.4 + leak -10", context="greeting", rt60_s=0.4,
+      leakage_db=-10),
+    C("five turns, 8 kHz mu-law + greeting + CN -60", sample_rate_hz=8000, codec="mulaw",
+      context="greeting", comfort_noise_dbfs=-60),
+    C("five turns, lost 40 ms each", lost_ms=40),
+    C("five turns, each with a barge-in", barge_in=True),
+    C("five turns, filler before each answer", filler=True),
+]  # fmt: skip
+
+
+def run_call_accuracy(calls: int, only: str | None, seed_base: int) -> None:
+    """Five-turn captures measured whole (harness.conversation): every turn found, its TTFA,
+    its stop latency; and the same calls with no stimulus files (the ref as the caller)."""
+    from harness.conversation import ArrayCapture, TurnSpec, analyze_conversation, caller_turns
+    from harness.groundtruth import make_conversation
+
+    print(
+        "| condition | turns | found | blind median | blind p95 | blind max | discard | "
+        "stop p95 | stop refused | caller mode: turns found | caller mode TTFA p95 |"
+    )
+    print("|---|" + "---|" * 10)
+    sources = {fs: corpus_sources(fs) for fs in (8000, 16000, 48000)}
+    for cond in CALL_CONDITIONS:
+        if only and only not in cond.name:
+            continue
+        src = sources[cond.sample_rate_hz]
+        blind, stop, caller = Tally([]), Tally([]), Tally([])
+        n = found = caller_found = 0
+        for i in range(calls):
+            c = make_conversation(cond, src, np.random.default_rng(seed_base + i))
+            fs = c.sample_rate_hz
+            specs = [
+                TurnSpec(st, fs, se, barge_in=None if cl is None else (cl, fs))
+                for st, se, cl in zip(c.stimuli, c.speech_ends_s, c.clips, strict=True)
+            ]
+            source = ArrayCapture(c.capture, fs)
+            results = analyze_conversation(source, specs)
+            for r, t in zip(results, c.truths, strict=True):
+                n += 1
+                m = r.metrics
+                found += m.speech_end_s is not None
+                blind.add(None if m.ttfa_ms is None else m.ttfa_ms - t.ttfa_ms)
+                if t.stop_latency_ms is not None:
+                    got = m.stop_latency_ms
+                    stop.add(None if got is None else got - t.stop_latency_ms)
+            if cond.barge_in:
+                continue  # the caller's barge-ins are turns of their own in caller mode
+            # Matched by speech end: a question with a long pause in it is two utterances to
+            # activity alone (the first one's "reply" is the second half), so counts differ.
+            heard = [r.metrics for r in analyze_conversation(source, caller_turns(source))]
+            for t in c.truths:
+                near = [m for m in heard if abs((m.speech_end_s or -9) - t.speech_end_s) < 0.1]
+                caller_found += bool(near)
+                m = near[0] if near else None
+                caller.add(None if m is None or m.ttfa_ms is None else m.ttfa_ms - t.ttfa_ms)
+        cells = blind.cells(n, 2).split(" | ")
+        st = stop.cells(n, 2).split(" | ") if cond.barge_in else ["–"] * 4
+        cm = caller.cells(n, 1).split(" | ")[1] if not cond.barge_in else "–"
+        cf = f"{caller_found}/{n}" if not cond.barge_in else "–"
+        print(
+            f"| {cond.name} | {n} | {found} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
+            f"| {st[1]} | {st[3]} | {cf} | {cm} |",
             flush=True,
         )
 
@@ -237,12 +447,33 @@ def main() -> int:
     ap.add_argument("--only", help="run only conditions whose name contains this")
     ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--accuracy-only", action="store_true")
+    ap.add_argument(
+        "--conversations-only",
+        action="store_true",
+        help="only the real-conversation table (greetings, losses, 8 kHz, fillers, ...)",
+    )
+    ap.add_argument(
+        "--seed-base",
+        type=int,
+        default=1000,
+        help="turn i is built from seed SEED_BASE + i (1000: the benchmark; constants of "
+        "the analysis were chosen on 5000)",
+    )
     args = ap.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
+    if args.conversations_only:
+        run_conversation_accuracy(args.turns, args.only, args.seed_base)
+        print()
+        run_call_accuracy(max(1, args.turns // 5), args.only, args.seed_base)
+        return 0
     if not args.speed_only:
-        run_accuracy(args.turns, args.only)
+        run_accuracy(args.turns, args.only, args.seed_base)
+        print()
+        run_conversation_accuracy(args.turns, args.only, args.seed_base)
+        print()
+        run_call_accuracy(max(1, args.turns // 5), args.only, args.seed_base)
         print()
     if not args.accuracy_only:
         run_speed()

@@ -18,20 +18,33 @@ Steps (docs/measurement.md explains each and why):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
-import scipy.signal as ss
 
+from harness.bargein import ClipAt, blind_stop, locate_clip, reference_stop, residual_after
 from harness.errors import InputError
-from harness.signal.activity import Segment, detect_activity, frame_power, speech_band
+from harness.signal.activity import (
+    Activity,
+    Segment,
+    detect_activity,
+    frame_power,
+    speech_band,
+)
+from harness.signal.align import StimulusAlignment, align_stimulus
 from harness.signal.bands import band_weights, filterbank, refine_boundary
 from harness.signal.correlate import locate, refine_lag
+from harness.signal.decay import decay_db_per_s, ring_down
 from harness.signal.drift import correct_drift, fit_drift
 from harness.signal.leakage import LeakageFit, remove_leakage
+from harness.signal.resample import first_sound as _first_sound
+from harness.signal.resample import mono as _mono
+from harness.signal.resample import resample as _resample
 
 # Discard reasons (the `discard` field); each message starts with one of these words.
 NO_REPLY = "no_reply"
@@ -61,6 +74,9 @@ class AnalysisOptions:
     dry_path: the ear hears the DUT with no room between them (a virtual loopback, a
         free-field sim): a decay just before a barge-in stop is the reply's own sound (a word
         ending), not the room ringing, so the stop is where the sound ends.
+    filler_max_s / filler_gap_s: a reply's first stretch of at most filler_max_s followed by
+        at least filler_gap_s of quiet is a filler ("Mm-hm.", "Let me check."): the answer
+        itself (`ttfa_content_ms`) starts with the next stretch.
     """
 
     min_gap_s: float = 0.15
@@ -73,6 +89,8 @@ class AnalysisOptions:
     max_drift_ppm: float = 1000.0
     leakage_response_s: float = 0.08
     dry_path: bool = False
+    filler_max_s: float = 1.0
+    filler_gap_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,16 @@ class TurnMetrics:
     segments: spoken stretches of the reply [[start_s, end_s], ...]; gaps_ms between them.
     discard: None, or a reason starting with one of the module's discard words.
     barge_in_onset_s / stop_latency_ms / residual_ms: present when a barge-in clip was given.
+    context_segments: sound at the ear that started before the user's speech ended and is
+        not the reply (a greeting, an earcon, an earlier reply): context, neither noise nor
+        the reply.
+    overlap_ms: the agent talked over the user: its reply sounded this long before the
+        user's speech ended (ttfa_ms is then negative); None when it did not.
+    ttfa_content_ms: speech end -> the first sound of the answer itself, after a filler
+        (the rule: AnalysisOptions.filler_max_s); equal to ttfa_ms without a filler.
+    content_onset_s: where the answer after a filler starts; None without a filler.
+    stimulus_warp_ms: the ref's copy of the stimulus is this much shorter (-) or longer (+)
+        than the file before its speech end (audio lost or stretched on the way); 0 intact.
     """
 
     ttfa_ms: float | None
@@ -106,7 +134,27 @@ class TurnMetrics:
     barge_in_onset_s: float | None = None
     stop_latency_ms: float | None = None
     residual_ms: float | None = None
+    context_segments: list[list[float]] = field(default_factory=list)
+    overlap_ms: float | None = None
+    ttfa_content_ms: float | None = None
+    content_onset_s: float | None = None
+    stimulus_warp_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def refused(cls, discard: str, sample_rate_hz: int) -> TurnMetrics:
+        """A turn with nothing measured: only the reason (`discard`)."""
+        return cls(
+            ttfa_ms=None,
+            confidence=0.0,
+            speech_end_s=None,
+            reply_onset_s=None,
+            reply_end_s=None,
+            segments=[],
+            gaps_ms=[],
+            discard=discard,
+            sample_rate_hz=sample_rate_hz,
+        )
 
     def to_json(self, *, barge_in: bool | None = None) -> dict:
         """The JSON object `tympan analyze --json` prints (barge-in keys only with a clip)."""
@@ -126,19 +174,6 @@ def _round(v: object) -> object:
     return v
 
 
-def _first_sound(x: np.ndarray, rel_db: float = -50.0) -> int:
-    """Index of the first sample within `rel_db` of the peak (the onset of a clean recording).
-
-    -50 dB sits above 16-bit dither and TTS hiss and below any speech sound.
-    """
-    a = np.abs(x)
-    peak = float(a.max()) if a.size else 0.0
-    if peak <= 0:
-        return 0
-    idx = np.flatnonzero(a >= peak * 10 ** (rel_db / 20))
-    return int(idx[0]) if idx.size else 0
-
-
 def _clipped(x: np.ndarray, level: float = 0.999, run: int = 3) -> bool:
     """True when `run` or more consecutive samples sit at full scale."""
     hot = np.abs(x) >= level
@@ -148,16 +183,6 @@ def _clipped(x: np.ndarray, level: float = 0.999, run: int = 3) -> bool:
     d = np.diff(np.concatenate(([0], hot.astype(np.int8), [0])))
     starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
     return bool(np.max(ends - starts) >= run)
-
-
-def _resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    g = math.gcd(int(from_hz), int(to_hz))
-    return ss.resample_poly(x, to_hz // g, from_hz // g)
-
-
-def _mono(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x if x.ndim == 1 else x.mean(axis=1)
 
 
 def _discarded(base: dict, reason: str, **extra: object) -> TurnMetrics:
@@ -181,6 +206,48 @@ def analyze_capture(
     stimulus: np.ndarray,
     stimulus_rate_hz: int,
     *,
+    offset_s: float = 0.0,
+    **kwargs: Any,
+) -> TurnMetrics:
+    """Measure one turn. `capture` is (samples, channels) float in [-1, 1].
+
+    Keyword arguments are `measure_turn`'s. `offset_s`: the capture is a window that starts
+    this many seconds into a longer recording; every time in the result (fields and
+    messages) is then on that recording's timeline.
+    """
+    m = measure_turn(
+        capture, sample_rate_hz, stimulus, stimulus_rate_hz, _offset_s=offset_s, **kwargs
+    )
+    return shift_metrics(m, offset_s)
+
+
+_TIME_FIELDS = (
+    "speech_end_s",
+    "reply_onset_s",
+    "reply_end_s",
+    "stimulus_onset_s",
+    "barge_in_onset_s",
+    "content_onset_s",
+)
+
+
+def shift_metrics(m: TurnMetrics, offset_s: float) -> TurnMetrics:
+    """`m` with every capture-timeline time moved by `offset_s` (a window's start)."""
+    if offset_s == 0:
+        return m
+    changes: dict = {k: getattr(m, k) + offset_s for k in _TIME_FIELDS if getattr(m, k) is not None}
+    changes["segments"] = [[a + offset_s, b + offset_s] for a, b in m.segments]
+    changes["context_segments"] = [[a + offset_s, b + offset_s] for a, b in m.context_segments]
+    changes["notes"] = list(m.notes)
+    return dataclasses.replace(m, **changes)
+
+
+def measure_turn(
+    capture: np.ndarray,
+    sample_rate_hz: int,
+    stimulus: np.ndarray,
+    stimulus_rate_hz: int,
+    *,
     speech_end_s: float | None = None,
     ref_channel: int = 0,
     ear_channel: int = 1,
@@ -189,11 +256,16 @@ def analyze_capture(
     barge_in: np.ndarray | None = None,
     barge_in_rate_hz: int | None = None,
     options: AnalysisOptions | None = None,
+    stimulus_search_s: tuple[float, float] | None = None,
+    _offset_s: float = 0.0,
 ) -> TurnMetrics:
-    """Measure one turn. `capture` is (samples, channels) float in [-1, 1].
+    """Measure one turn (times relative to the capture's first sample; messages on the
+    timeline `_offset_s` later). `capture` is (samples, channels) float in [-1, 1].
 
     `speech_end_s` is in seconds of the stimulus (its labelled end of speech); None detects
     it from the stimulus. Other audio at a different rate is resampled (noted in `notes`).
+    `stimulus_search_s` limits where the stimulus may start (capture seconds), for a
+    capture that holds several turns.
     Raises InputError for input that cannot be analysed at all (wrong shape, NaN, silence);
     returns a TurnMetrics with `discard` set when the input is valid but the answer would
     not be trustworthy.
@@ -246,20 +318,39 @@ def analyze_capture(
 
     base: dict = {"mode": "blind", "sample_rate_hz": fs, "notes": notes}
 
-    # 1. Where did the stimulus play? (ref channel, normalised correlation)
-    m = locate(ref, stim, fs)
-    base["stimulus_confidence"] = m.confidence
-    if m.confidence < 0.5:
+    # 1. Where did the stimulus play, and where did its speech end land? (ref channel)
+    stim_first = _first_sound(stim)
+    search = None
+    if stimulus_search_s is not None:
+        search = (int(stimulus_search_s[0] * fs), int(stimulus_search_s[1] * fs) + 1)
+    al = align_stimulus(ref, stim, fs, speech_end_s * fs, stim_first, search=search)
+    if not isinstance(al, StimulusAlignment):
+        base["stimulus_confidence"] = al.confidence
         return _discarded(
             base,
             f"{LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
-            f"(peak {m.peak:.2f}, sidelobe {m.sidelobe:.2f}; need a clear peak)",
+            f"(peak {al.peak:.2f}, sidelobe {al.sidelobe:.2f}; need a clear peak), nor the "
+            "last 0.5 s of its speech",
         )
-    stim_lag = refine_lag(ref, stim, m.lag_samples)
-    stim_first = _first_sound(stim)
-    speech_end = stim_lag + speech_end_s * fs
+    base["stimulus_confidence"] = al.confidence
+    stim_lag = al.onset_lag
+    speech_end = al.speech_end
     base["stimulus_onset_s"] = (stim_lag + stim_first) / fs
     base["speech_end_s"] = speech_end / fs
+    if al.by != "whole" or abs(al.warp_samples) > 1.0:
+        warp_ms = al.warp_samples / fs * 1000
+        base["stimulus_warp_ms"] = warp_ms
+        how = "less" if warp_ms < 0 else "more"
+        notes.append(
+            f"the ref holds {abs(warp_ms):.1f} ms {how} of the stimulus than the file before "
+            "its speech end (audio lost, concealed or stretched on the way): the speech end "
+            + (
+                "is placed by the whole stimulus"
+                if al.by == "whole"
+                else f"is aligned on the stimulus' last {'0.5' if al.by == 'tail' else '0.2'} "
+                f"s of speech (confidence {al.confidence:.2f})"
+            )
+        )
     if _clipped(ref):
         notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
 
@@ -283,20 +374,43 @@ def analyze_capture(
             and abs(drift.drift_ppm) > 3 * drift.stderr_ppm
         ):
             base["ear_drift_ppm"] = drift.drift_ppm
-            ear = correct_drift(ear, drift.drift_ppm)
-            notes.append(f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref corrected")
-            residual, leak = remove_leakage(
-                ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
+            corrected = correct_drift(ear, drift.drift_ppm)
+            fixed, fixed_leak = remove_leakage(
+                corrected, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
             )
+            # A real drift smears the fitted response, so undoing it removes more leakage;
+            # a drift that is only the fit's noise (25-35 ppm at 3 sigma, seen) removes less,
+            # and the residue it leaves hides the reply's onset: then it is not applied.
+            if fixed_leak.reduction_db >= leak.reduction_db - 0.5:
+                ear, residual, leak = corrected, fixed, fixed_leak
+                notes.append(f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref corrected")
+            else:
+                notes.append(
+                    f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref found but not corrected: "
+                    f"undoing it removed less of the mouth's leakage "
+                    f"({fixed_leak.reduction_db:.1f} dB, not {leak.reduction_db:.1f} dB)"
+                )
         elif drift is not None and abs(drift.drift_ppm) > 3 * drift.stderr_ppm:
             base["ear_drift_ppm"] = drift.drift_ppm
     base["leakage_reduction_db"] = leak.reduction_db
 
     # 3. The reply: activity in the leakage-free ear.
-    profile = _leakage_floor(residual, leak, fit_lo, fit_hi, fs) if leak.reduction_db > 0 else None
+    clip_at: ClipAt | None = None
+    if barge_in is not None:
+        found_clip = locate_clip(barge_in, barge_in_rate_hz or fs, fs, ref, stim_lag)
+        if isinstance(found_clip, str):
+            notes.append(found_clip)
+        else:
+            clip_at = found_clip
+            base["barge_in_onset_s"] = clip_at.onset / fs
+    profile = None
+    if leak.reduction_db > 0:
+        spans = [clip_at.span] if clip_at is not None else []
+        profile = _leakage_floor(residual, leak, fit_lo, fit_hi, fs, ref=ref, also=spans)
     noise_region = (0, int(stim_lag + stim_first) - int(0.02 * fs))
     # The lead-in before the stimulus holds only noise (the mouth has not played, the DUT
-    # has nothing to answer yet): the best place to learn what the noise looks like.
+    # has nothing to answer yet), less whatever the DUT said before (a greeting, an earcon,
+    # its previous reply): the best place to learn what the noise looks like.
     act = detect_activity(
         residual,
         fs,
@@ -304,20 +418,39 @@ def analyze_capture(
         floor_profile=profile,
         noise_region=noise_region,
     )
+    noise_spans: list[tuple[int, int]] = list(act.noise_spans)
+    if not noise_spans and not act.lead_context:
+        noise_spans = [noise_region]
+    if act.lead_context:
+        quiet_s = sum(b - a for a, b in act.noise_spans) / fs
+        notes.append(
+            f"sound at the ear before the stimulus ({len(act.lead_context)} stretch(es), the "
+            f"last ending at {act.lead_context[-1][1] / fs + _offset_s:.3f} s): the DUT's own "
+            "(a greeting, an earcon, an earlier reply), left out of the noise floor"
+            + (
+                f" ({quiet_s:.2f} s of quiet left to learn the noise from)"
+                if noise_spans
+                else "; too little quiet left, the noise floor is the capture's quietest frames"
+            )
+        )
     y = act.band
-    if barge_in is not None:
-        # Timed from the segments alone, so they stand even if the TTFA is discarded.
-        barge = _barge_in(barge_in, barge_in_rate_hz or fs, fs, ref, act.segments, stim_lag, opt, y)
-        if "note" in barge:
-            notes.append(barge.pop("note"))
-        base.update(barge)
+    barge_onset_at = clip_at.onset if clip_at is not None else None
     floor = act.floor
+    if clip_at is not None:
+        # Timed from the segments alone, so they stand even if the TTFA is discarded.
+        _blind_barge_in(base, clip_at, act, profile, opt, fs, notes)
     early = [
         s
         for s in act.segments
         if s.start < speech_end and s.end > speech_end + opt.early_reply_s * fs
     ]
-    reply_segs = [s for s in act.segments if s.start >= speech_end]
+    base["context_segments"] = [
+        [s.start / fs, s.end / fs]
+        for s in act.segments
+        if s.start < speech_end and not (early and s.start >= early[0].start)
+    ]
+    # The agent talking over the user is a reply too: it starts where that sound started.
+    reply_segs = [s for s in act.segments if s.start >= (early[0].start if early else speech_end)]
     if reply_segs and _clipped(ear[int(reply_segs[0].start) : int(reply_segs[-1].end)]):
         return _discarded(
             base, f"{CLIPPED}: the ear channel clips during the reply; lower the gain"
@@ -347,41 +480,56 @@ def analyze_capture(
         if rr_rate != fs:
             rr = _resample(rr, rr_rate, fs)
             notes.append(f"reply reference resampled from {rr_rate} Hz to {fs} Hz")
-        found = _locate_reply(residual, rr, fs, int(speech_end - opt.early_reply_s * fs), base)
+        # From the stimulus' start on: an agent that talks over the user starts before its end.
+        found = _locate_reply(residual, rr, fs, fit_lo, base)
         if isinstance(found, str):
             return _discarded(base, found)
         onset, confidence = found
         base["mode"] = "reply-reference"
-        if onset < speech_end:
-            return _discarded(
-                base,
-                f"{EARLY_REPLY}: the reply reference starts at {onset / fs:.4f} s, before the "
-                f"user's speech ended at {speech_end / fs:.4f} s",
+        if clip_at is not None:
+            body = rr[_first_sound(rr) :]
+            stop, note = reference_stop(
+                residual, body, onset, base.get("reply_drift_ppm"), clip_at, fs
             )
-        segs = base.setdefault("segments", [])
-        # Blind segments that start before the located onset are not the reply.
-        segs[:] = [sg for sg in segs if sg[1] > onset / fs]
+            if note:
+                notes.append(note)
+            base.pop("stop_latency_ms", None)
+            base.pop("residual_ms", None)
+            if stop is not None:
+                base["stop_latency_ms"] = (stop - clip_at.onset) / fs * 1000
+                base["residual_ms"] = residual_after(
+                    act.segments, stop, clip_at, opt.min_response_s, fs
+                )
+        # Every blind segment still sounding at the located onset or after it is the
+        # reply's (the first one starts at the onset).
+        segs = [[s.start / fs, s.end / fs] for s in act.segments if s.end > onset]
         if segs:
             segs[0][0] = onset / fs
         else:
             segs.append([onset / fs, (onset + len(rr) - _first_sound(rr)) / fs])
-            base["reply_end_s"] = segs[-1][1]
+        base["segments"] = segs
+        base["gaps_ms"] = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(segs)]
+        base["reply_end_s"] = segs[-1][1]
     else:
-        if early:
+        if early and _hears_mouth(ear, ref, fit_lo, int(early[0].start), fs):
+            # The agent talked over the user while the ear also heard the user: its first
+            # sound is mixed with what the leakage fit left of the user's voice (and was in
+            # the fit itself), so where it started cannot be told blind.
             s = early[0]
             return _discarded(
                 base,
-                f"{EARLY_REPLY}: sound at the ear from {s.start / fs:.3f} s, before the user's "
-                f"speech ended at {speech_end / fs:.3f} s, lasting "
-                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it "
-                "(the agent talked over the user)",
+                f"{EARLY_REPLY}: sound at the ear from {s.start / fs + _offset_s:.3f} s, before "
+                f"the user's speech ended at {speech_end / fs + _offset_s:.3f} s, lasting "
+                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talked over the "
+                "user); its onset is not timed blind while the ear hears the mouth (give the "
+                "reply reference)",
                 segments=[[s.start / fs, s.end / fs]],
             )
         if not reply_segs:
             return _discarded(
                 base,
                 f"{NO_REPLY}: no sound at the ear after the user's speech ended at "
-                f"{speech_end / fs:.3f} s (noise floor {floor.level_db:.1f} dBFS)",
+                f"{speech_end / fs + _offset_s:.3f} s (noise floor {floor.level_db:.1f} dBFS)",
             )
         if level_dbfs < opt.too_quiet_dbfs:
             return _discarded(
@@ -401,15 +549,43 @@ def analyze_capture(
             residue = float(profile(np.array([int(reply_segs[0].start)]))[0])
             if residue > 0:
                 onset_snr_db = min(snr_db, 10 * math.log10(seg_power / residue))
-        onset, confidence = _blind_onset(residual, reply_segs, noise_region, fs, onset_snr_db, y)
+        ringing = _rings_before(y, int(reply_segs[0].start), noise_spans, fs, floor.power)
+        onset, confidence = _blind_onset(
+            residual, reply_segs, noise_spans, fs, onset_snr_db, y, ringing=ringing
+        )
         base["segments"][0][0] = onset / fs  # one onset: the refined one
         if confidence < opt.min_confidence:
             return _discarded(
                 base,
-                f"{LOW_CONFIDENCE}: reply onset at {onset / fs:.3f} s is not sharp enough to "
-                f"time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
+                f"{LOW_CONFIDENCE}: reply onset at {onset / fs + _offset_s:.3f} s is not sharp "
+                f"enough to time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
                 f"SNR {snr_db:.1f} dB)",
             )
+
+    if onset < speech_end:
+        base["overlap_ms"] = (speech_end - onset) / fs * 1000
+        notes.append(
+            f"the agent talked over the user: its reply started {base['overlap_ms']:.0f} ms "
+            "before the user's speech ended (a negative TTFA)"
+        )
+    segs_s = [list(sg) for sg in base["segments"]]
+    if len(segs_s) >= 2 and not opt.dry_path:
+        # In a room the first stretch's ring fills part of the pause after it: the pause
+        # the DUT made starts where its direct sound stopped.
+        ring = ring_down(y, int(segs_s[0][0] * fs), int(segs_s[0][1] * fs), fs)
+        if ring is not None:
+            ring_ms, direct_end = ring
+            segs_s[0][1] = (
+                direct_end / fs if direct_end is not None else segs_s[0][1] - ring_ms / 1000
+            )
+    content = _content_segment(segs_s, onset / fs, opt, barge_onset_at, fs)
+    if content is None:
+        base["ttfa_content_ms"] = (onset - speech_end) / fs * 1000
+    else:
+        c_seg = Segment(content[0] * fs, content[1] * fs)
+        c_onset, _ = _blind_onset(residual, [c_seg], noise_spans, fs, base.get("snr_db") or 0, y)
+        base["content_onset_s"] = c_onset / fs
+        base["ttfa_content_ms"] = (c_onset - speech_end) / fs * 1000
 
     return TurnMetrics(
         ttfa_ms=(onset - speech_end) / fs * 1000,
@@ -424,18 +600,28 @@ def analyze_capture(
     )
 
 
-def _decay_db_per_s(h: np.ndarray, fs: int) -> float | None:
-    """Energy decay rate of a room response (Schroeder integral, -5..-25 dB), None if unclear."""
-    if h.size < 16:
+def _content_segment(
+    segments: list[list[float]],
+    onset_s: float,
+    opt: AnalysisOptions,
+    barge_onset: float | None,
+    fs: int,
+) -> list[float] | None:
+    """The reply's segment where the answer itself starts, when the reply opens with a
+    filler; None when it does not (the answer starts at the first sound).
+
+    The rule (from the audio alone, so blind to words): the first stretch of the reply is a
+    filler when it lasts at most `filler_max_s` and the next one starts `filler_gap_s` or
+    more after it ends ("Mm-hm. <pause> It's 72 degrees"), before any barge-in.
+    """
+    if len(segments) < 2:
         return None
-    edc = np.cumsum((h**2)[::-1])[::-1]
-    edc_db = 10 * np.log10(np.maximum(edc / (edc[0] + 1e-30), 1e-12))
-    sel = (edc_db <= -5) & (edc_db >= -25)
-    if sel.sum() < 8:
+    first, second = segments[0], segments[1]
+    if first[1] - onset_s > opt.filler_max_s or second[0] - first[1] < opt.filler_gap_s:
         return None
-    t = np.arange(len(edc_db)) / fs
-    slope = float(np.polyfit(t[sel], edc_db[sel], 1)[0])
-    return float(np.clip(-slope, 30.0, 1000.0)) if slope < 0 else None
+    if barge_onset is not None and second[0] * fs >= barge_onset:
+        return None
+    return second
 
 
 def _reply_free_until(ear: np.ndarray, speech_end: int, fs: int, limit_s: float = 1.0) -> int:
@@ -457,51 +643,141 @@ def _reply_free_until(ear: np.ndarray, speech_end: int, fs: int, limit_s: float 
 
 
 def _leakage_floor(
-    residual: np.ndarray, leak: LeakageFit, fit_lo: int, fit_hi: int, fs: int
+    residual: np.ndarray,
+    leak: LeakageFit,
+    fit_lo: int,
+    fit_hi: int,
+    fs: int,
+    *,
+    ref: np.ndarray,
+    also: list[tuple[int, int]],
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Power below which ear sound is taken for the leakage's residue, per sample index.
 
     Up to the end of the fit region it is the residual's loud level there (90th percentile
     of 10 ms frames, in the speech band); after that it decays at the room's rate (from the
     fitted late response, else 200 dB/s), so the room ringing down is not mistaken for an
-    early reply. Returned as a function so it is only evaluated where it is needed.
+    early reply. The mouth's later sound (`also`: the barge-in clip's span) leaves a residue
+    of the same proportion to its level at the ref, which rings down after it the same way.
+    Returned as a function so it is only evaluated where it is needed.
     """
     band = speech_band(residual[fit_lo:fit_hi], fs)
     p = frame_power(band, int(0.01 * fs), int(0.0025 * fs))
     level = float(np.quantile(p, 0.9)) if p.size else 0.0
-    rate = _decay_db_per_s(leak.late_response, leak.late_rate_hz) or 200.0
+    rate = decay_db_per_s(leak.late_response, leak.late_rate_hz) or 200.0
+    stim_power = float(np.mean(speech_band(ref[fit_lo:fit_hi], fs) ** 2)) if fit_hi > fit_lo else 0
+    later = []
+    for lo, hi in also:
+        lo, hi = max(0, lo), min(len(ref), hi)
+        if hi > lo and stim_power > 0:
+            ratio = float(np.mean(speech_band(ref[lo:hi], fs) ** 2)) / stim_power
+            later.append((lo, hi, level * ratio))
 
     def profile(index: np.ndarray) -> np.ndarray:
         t = np.maximum(index - fit_hi, 0) / fs
         out = level * 10 ** (-rate * t / 10)
         out[index < fit_lo] = 0.0
+        for lo, hi, lvl in later:
+            t = np.maximum(index - hi, 0) / fs
+            part = lvl * 10 ** (-rate * t / 10)
+            part[index < lo] = 0.0
+            out = np.maximum(out, part)
         return out
 
     return profile
 
 
+def _blind_barge_in(
+    base: dict,
+    clip_at: ClipAt,
+    act: Activity,
+    profile: Callable[[np.ndarray], np.ndarray] | None,
+    opt: AnalysisOptions,
+    fs: int,
+    notes: list[str],
+) -> None:
+    """Stop latency and residual audio from the ear's segments into `base` (or a note)."""
+    floor_at = None
+    if profile is not None:
+
+        def floor_at(index: np.ndarray) -> np.ndarray:
+            return np.maximum(profile(index), act.floor.power)
+
+    stop, note = blind_stop(
+        clip_at,
+        act.segments,
+        act.band,
+        fs,
+        stop_silence_s=opt.stop_silence_s,
+        dry_path=opt.dry_path,
+        floor_at=floor_at,
+    )
+    if note:
+        notes.append(note)
+    if stop is not None:
+        base["stop_latency_ms"] = (stop - clip_at.onset) / fs * 1000
+        base["residual_ms"] = residual_after(act.segments, stop, clip_at, opt.min_response_s, fs)
+
+
 def _blind_onset(
     residual: np.ndarray,
     reply_segs: list[Segment],
-    noise_region: tuple[int, int],
+    noise_region: list[tuple[int, int]],
     fs: int,
     snr_db: float,
     band: np.ndarray,
+    *,
+    ringing: bool = False,
 ) -> tuple[float, float]:
     """(onset in samples, confidence) of the first reply segment, refined in noise.
 
     With a noise-only lead-in, the onset is re-timed on the SNR-weighted filterbank
     statistic (harness.signal.bands), which sees a soft onset through noise that
-    broadband energy misses; without one, the broadband refinement stands.
+    broadband energy misses; without one, the broadband refinement stands. So it does with
+    `ringing`: the room still rings at the onset (the mouth's leakage the fit could not
+    remove, which grows where the fitted response ends), so what lies before the onset is
+    not the noise the band weights describe, and the statistic's CUSUM took the rising
+    ring for the onset (17-23 ms early, seen in RT60 0.4 s with the mouth at -10 dB).
     """
     first = reply_segs[0]
     regions = [(int(s.start), int(min(s.end, s.start + fs))) for s in reply_segs[:3]]
     fb = filterbank(fs)
-    bw = band_weights(residual, fb, noise_region, regions)
+    bw = None if ringing else band_weights(residual, fb, noise_region, regions)
     if bw is None:
         return first.start, _onset_confidence(band, int(first.start), fs, snr_db)
     onset, contrast = refine_boundary(residual, int(first.start), fb, bw, search_before_s=0.1)
     return onset, _blind_confidence(contrast, snr_db)
+
+
+def _hears_mouth(ear: np.ndarray, ref: np.ndarray, lo: int, hi: int, fs: int) -> bool:
+    """Whether the ear hears the mouth in [lo, hi) (before the agent's own sound started):
+    a leakage fit there that explains more than 1/1000 of the ear's energy. A stretch too
+    short to tell (under 100 ms) counts as hearing it: the doubt goes to a refusal."""
+    hi = hi - int(0.02 * fs)
+    if hi - lo < int(0.1 * fs):
+        return True
+    _, fit = remove_leakage(ear, ref, (lo, hi), fs, response_s=0.02, late_response_s=0.0)
+    return fit.leakage_db > -30.0
+
+
+def _rings_before(
+    band: np.ndarray,
+    onset: int,
+    noise_spans: list[tuple[int, int]],
+    fs: int,
+    floor_power: float,
+) -> bool:
+    """True when the 100 ms before `onset` are 10 dB or more louder than the noise spans
+    and than the detection floor (speech band): the room still rings there (the mouth's
+    leakage, an earlier reply), so that stretch is not the noise the filterbank's weights
+    were learnt on. (Against digital silence alone any rounding residue would count.)"""
+    lo, hi = max(0, onset - int(0.1 * fs)), max(0, onset - int(0.01 * fs))
+    if hi - lo < int(0.02 * fs) or not noise_spans:
+        return False
+    before = float(np.mean(band[lo:hi] ** 2))
+    n = sum(hi - lo for lo, hi in noise_spans)
+    noise = sum(float(np.sum(band[a:b] ** 2)) for a, b in noise_spans) / max(n, 1)
+    return before > 10.0 * max(noise, floor_power, 1e-20)
 
 
 def _blind_confidence(contrast_db: float, snr_db: float) -> float:
@@ -566,126 +842,3 @@ def _reply_confidence(psr_db: float) -> float:
     where the reply is; what makes a location doubtful is a competitor of similar height.
     """
     return float(np.clip((psr_db - 2.0) / 6.0, 0.0, 1.0))
-
-
-def _ring_down(
-    band: np.ndarray, start: int, end: int, fs: int
-) -> tuple[float, float | None] | None:
-    """(ring-down length in ms, where the direct sound stopped or None) before `end`.
-
-    A reply cut off in a dry path stops within a few ms. In a reverberant room the sound
-    keeps falling along a roughly straight line in dB after the cut. Going back from `end`
-    over 5 ms frames, the longest stretch that fits a line (RMS misfit under 4 dB, falling
-    30-1000 dB/s, by at least 15 dB, at least 60 ms) is the ring-down; None when there is
-    none (the sound simply stops). The direct sound stopped where that stretch starts, if
-    the level just before it stands at least 6 dB above the line (the direct sound dropping
-    out); otherwise the cut cannot be placed and the second value is None.
-    """
-    hop, frame = max(1, int(0.0025 * fs)), max(1, int(0.005 * fs))
-    lo = max(start, end - int(0.4 * fs))
-    p = frame_power(band[lo:end], frame, hop)
-    n_min = int(0.06 * fs / hop)
-    if p.size < n_min + 8:
-        return None
-    level = 10 * np.log10(np.maximum(p, 1e-14))
-    # The segment's refined end lies where the decay meets the noise: leave out the last
-    # frames within 6 dB of the quietest, which are floor, not decay.
-    loud = np.flatnonzero(level > level.min() + 6.0)
-    if loud.size == 0:
-        return None
-    level = level[: int(loud[-1]) + 1]
-    if level.size < n_min + 8:
-        return None
-    t = np.arange(len(level)) * hop / fs
-    longest = line = None
-    for n in range(n_min, len(level) - 3):
-        tt, yy = t[-n:], level[-n:]
-        slope, icpt = np.polyfit(tt, yy, 1)
-        misfit = float(np.sqrt(np.mean((yy - (slope * tt + icpt)) ** 2)))
-        fits = misfit < 4.0 and -1000 <= slope <= -30
-        if fits:
-            longest, line = n, (slope, icpt)
-        elif longest is not None and misfit > 5.0:
-            break
-        elif longest is None and n > n_min + 8:
-            return None
-    if longest is None or line is None or -line[0] * (longest - 1) * hop / fs < 15.0:
-        return None
-    ms = longest * hop / fs * 1000
-    k = len(level) - longest
-    before = level[max(0, k - 3) : k]
-    expected = line[0] * t[max(0, k - 3) : k] + line[1]
-    if before.size and float(np.mean(before - expected)) >= 6.0:
-        return ms, float(lo + k * hop + frame // 2)
-    return ms, None
-
-
-def _barge_in(
-    clip: np.ndarray,
-    clip_rate: int,
-    fs: int,
-    ref: np.ndarray,
-    segments: tuple[Segment, ...],
-    stim_lag: float,
-    opt: AnalysisOptions,
-    band: np.ndarray,
-) -> dict:
-    """Barge-in onset at the mouth, stop latency and residual audio at the ear.
-
-    `band` is the leakage-free ear in the speech band (for the end of the direct sound).
-    """
-    clip = _mono(clip)
-    if clip_rate != fs:
-        clip = _resample(clip, clip_rate, fs)
-    if not np.any(clip):
-        raise InputError("the barge-in clip holds no sound")
-    # A clean recording: its speech starts at its first sample within 50 dB of the peak
-    # (the same rule as for a reply reference) and ends at its last.
-    clip_start = _first_sound(clip, -50.0)
-    clip_end = len(clip) - _first_sound(clip[::-1], -50.0)
-    m = locate(ref, clip, fs, search=(int(stim_lag) + 1, len(ref)))
-    if m.confidence < 0.5:
-        return {
-            "note": f"barge-in clip not found in the ref channel (peak {m.peak:.2f}, "
-            f"sidelobe {m.sidelobe:.2f}): no stop latency"
-        }
-    lag = refine_lag(ref, clip, m.lag_samples)
-    onset = lag + clip_start
-    user_done = lag + clip_end
-    out: dict = {"barge_in_onset_s": onset / fs}
-    # The interrupted reply: segments from the one playing at (or first after) the onset,
-    # chained while the silences between them stay shorter than stop_silence.
-    active = [s for s in segments if s.end > onset]
-    if not active or active[0].start > onset + opt.stop_silence_s * fs:
-        out["note"] = "the reply was already quiet when the barge-in started: no stop latency"
-        return out
-    stop = active[0].end
-    for s in active[1:]:
-        if s.start - stop < opt.stop_silence_s * fs:
-            stop = max(stop, s.end)
-        else:
-            break
-    ring = None if opt.dry_path else _ring_down(band, int(onset), int(stop), fs)
-    if ring is not None:
-        ring_ms, direct_end = ring
-        if direct_end is None:
-            # The end of what is audible is the room's, not the agent's, and where the agent
-            # stopped inside the ring-down cannot be placed: refuse rather than guess.
-            out["note"] = (
-                f"stop latency not measured: the ear rings down for {ring_ms:.0f} ms before it "
-                "goes quiet (a reverberant room, or a fade-out); move the ear mic closer to "
-                "the DUT's speaker or damp the room"
-            )
-            return out
-        out["note"] = (
-            f"the room rang for {(stop - direct_end) / fs * 1000:.0f} ms after the reply "
-            "stopped: stop latency is timed at the end of the direct sound"
-        )
-        stop = direct_end
-    out["stop_latency_ms"] = (stop - onset) / fs * 1000
-    window_end = user_done + opt.min_response_s * fs
-    residual = sum(
-        max(0.0, min(s.end, window_end) - max(s.start, stop)) for s in segments if s.start >= stop
-    )
-    out["residual_ms"] = residual / fs * 1000
-    return out

@@ -135,6 +135,15 @@ def check_pause_trap(turn: Any) -> Check:
     name = "no reply inside a mid-sentence pause"
     if (m.discard or "").startswith("reply_before_speech_end"):
         return Check("turn-taking", name, False, f"the agent talked over the user: {m.discard}")
+    overlap = getattr(m, "overlap_ms", None)
+    if overlap is not None and overlap > 0:
+        return Check(
+            "turn-taking",
+            name,
+            False,
+            f"the agent talked over the user: its reply started {overlap:.0f} ms before the "
+            f"user's speech ended (TTFA {m.ttfa_ms:.0f} ms)",
+        )
     end = m.speech_end_s
     early = [e for e in events_named(_events(turn), "playback_start") if end is not None]
     early = [e for e in early if e.get("t_s") is not None and e["t_s"] < end]

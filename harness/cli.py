@@ -7,72 +7,179 @@ message naming the file, port, device or key; no traceback).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import __version__
+from harness.audiofile import read_audio
 from harness.errors import InputError
+
+if TYPE_CHECKING:
+    from harness.conversation import TurnSpec
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from harness.analysis import analyze_capture
-    from harness.audiofile import read_audio
+    from harness.conversation import FileCapture, analyze_conversation, caller_turns
 
-    capture, rate = read_audio(args.capture, role="capture")
-    n_ch = capture.shape[1]
+    capture = FileCapture(args.capture)
+    n_ch = capture.channels
     for name, ch in (("ref", args.ref_channel), ("ear", args.ear_channel)):
         if not 0 <= ch < n_ch:
             raise InputError(
                 f"{args.capture}: has {n_ch} channel(s), so there is no {name} channel {ch}; "
                 "a capture needs a ref and an ear channel (--ref-channel, --ear-channel)"
             )
-    stim, stim_rate = read_audio(args.stimulus, role="stimulus")
+    capture.validate()
     notes: list[str] = []
-    speech_end = args.speech_end
+    stimuli = list(args.stimulus or [])
+    if args.conversation and stimuli:
+        raise InputError(
+            f"{args.conversation}: give the turns either as --stimulus files or as a "
+            "--conversation manifest, not both"
+        )
+    if len(stimuli) != 1 and (args.speech_end is not None or args.reply_reference):
+        what = "--speech-end" if args.speech_end is not None else "--reply-reference"
+        raise InputError(
+            f"{what} needs exactly one --stimulus (got {len(stimuli)}); for several turns "
+            "give each its own in a --conversation manifest"
+        )
+    barge = None
+    if args.barge_in:
+        barge = read_audio(args.barge_in, role="barge-in clip")
+    if args.conversation:
+        turns = _manifest_turns(Path(args.conversation), barge)
+    elif stimuli:
+        turns = [
+            _stimulus_turn(path, args.speech_end if len(stimuli) == 1 else None, barge, notes)
+            for path in stimuli
+        ]
+        if args.reply_reference:
+            rr = read_audio(args.reply_reference, role="reply reference")
+            turns[0] = dataclasses.replace(turns[0], reply_reference=rr)
+    else:
+        turns = caller_turns(capture, ref_channel=args.ref_channel)
+        notes.append(
+            f"no --stimulus: the ref channel is the caller; {len(turns)} utterance(s) found, "
+            "each one a turn whose speech end is where its sound ends"
+        )
+        if barge is not None:
+            turns = [dataclasses.replace(t, barge_in=barge) for t in turns]
+    progress = _progress if sys.stderr.isatty() and len(turns) > 3 else None
+    try:
+        results = analyze_conversation(
+            capture,
+            turns,
+            ref_channel=args.ref_channel,
+            ear_channel=args.ear_channel,
+            progress=progress,
+        )
+    except InputError as err:
+        raise InputError(f"{args.capture}: {err}") from err
+    single = len(results) == 1 and len(stimuli) == 1
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for r in results:
+        for note in r.metrics.notes:
+            print(f"note: {'' if single else f'turn {r.index}: '}{note}", file=sys.stderr)
+    if args.json:
+        for r in results:
+            barge_keys = r.metrics.barge_in_onset_s is not None or args.barge_in is not None
+            obj = r.metrics.to_json(barge_in=barge_keys) if single else r.to_json()
+            print(json.dumps(obj))
+    else:
+        for r in results:
+            if not single:
+                print(f"turn {r.index} ({r.name})")
+            print(_summary(r.metrics))
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    end = "\n" if done == total else ""
+    print(f"\ranalyzed {done}/{total} turns", end=end, file=sys.stderr, flush=True)
+
+
+def _stimulus_turn(
+    path: str | Path, speech_end: float | None, barge: tuple | None, notes: list[str]
+) -> TurnSpec:
+    """A turn for a stimulus file: its speech end from the option, else the corpus label."""
+    from harness.conversation import TurnSpec
+
+    stim, stim_rate = _read_cached(Path(path), "stimulus")
     stim_dur = stim.shape[0] / stim_rate
     if speech_end is not None:
         if not 0 <= speech_end <= stim_dur:
             raise InputError(
-                f"{args.stimulus}: --speech-end {speech_end:g} s is outside the file "
+                f"{path}: --speech-end {speech_end:g} s is outside the file "
                 f"(it lasts {stim_dur:.3f} s)"
             )
     else:
-        utt = _corpus_label(Path(args.stimulus))
+        utt = _corpus_label(Path(path))
         if utt is not None:
             speech_end = utt.speech_end_s
             notes.append(f"speech end {speech_end:.4f} s from the corpus label of {utt.id}")
-    reply = reply_rate = None
-    if args.reply_reference:
-        reply, reply_rate = read_audio(args.reply_reference, role="reply reference")
-    barge = barge_rate = None
-    if args.barge_in:
-        barge, barge_rate = read_audio(args.barge_in, role="barge-in clip")
+    return TurnSpec(stim, stim_rate, speech_end, name=Path(path).name, barge_in=barge)
+
+
+_READ: dict[tuple[Path, str], tuple] = {}
+
+
+def _read_cached(path: Path, role: str) -> tuple:
+    """`read_audio`, once per file: a call's manifest names the same few files many times."""
+    key = (path.resolve(), role)
+    if key not in _READ:
+        _READ[key] = read_audio(path, role=role)
+    return _READ[key]
+
+
+MANIFEST_KEYS = {"stimulus", "speech_end_s", "barge_in", "reply_reference", "name"}
+
+
+def _manifest_turns(path: Path, barge: tuple | None) -> list[TurnSpec]:
+    """The turns of a conversation manifest (JSON: {"turns": [{"stimulus": FILE, ...}]});
+    files are relative to the manifest's folder."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (the conversation manifest)")
     try:
-        metrics = analyze_capture(
-            capture,
-            rate,
-            stim,
-            stim_rate,
-            speech_end_s=speech_end,
-            ref_channel=args.ref_channel,
-            ear_channel=args.ear_channel,
-            reply_reference=reply,
-            reply_reference_rate_hz=reply_rate,
-            barge_in=barge,
-            barge_in_rate_hz=barge_rate,
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a readable JSON conversation manifest: {err}") from err
+    items = doc.get("turns") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise InputError(
+            f'{path}: expected {{"turns": [{{"stimulus": "FILE.wav", ...}}, ...]}} with at '
+            f"least one turn, got {type(items).__name__ if items is not None else 'no turns'}"
         )
-    except InputError as err:
-        raise InputError(f"{args.capture}: {err}") from err
-    metrics.notes[:0] = notes
-    for note in metrics.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(metrics.to_json(barge_in=args.barge_in is not None)))
-    else:
-        print(_summary(metrics))
-    return 0
+    turns = []
+    for i, item in enumerate(items, start=1):
+        where = f"{path}: turns[{i}]"
+        if not isinstance(item, dict) or "stimulus" not in item:
+            raise InputError(f'{where}: expected an object with a "stimulus" file, got {item!r}')
+        unknown = set(item) - MANIFEST_KEYS
+        if unknown:
+            raise InputError(
+                f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(MANIFEST_KEYS)}"
+            )
+        se = item.get("speech_end_s")
+        if se is not None and (not isinstance(se, int | float) or not math.isfinite(se)):
+            raise InputError(f"{where}: speech_end_s must be a number of seconds, got {se!r}")
+        notes: list[str] = []
+        turn = _stimulus_turn(path.parent / str(item["stimulus"]), se, barge, notes)
+        if item.get("barge_in"):
+            clip = _read_cached(path.parent / str(item["barge_in"]), "barge-in clip")
+            turn = dataclasses.replace(turn, barge_in=clip)
+        if item.get("reply_reference"):
+            rr = read_audio(path.parent / str(item["reply_reference"]), role="reply reference")
+            turn = dataclasses.replace(turn, reply_reference=rr)
+        if item.get("name"):
+            turn = dataclasses.replace(turn, name=str(item["name"]))
+        turns.append(turn)
+    return turns
 
 
 def _corpus_label(stimulus: Path):
@@ -120,12 +227,26 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="measure TTFA (and barge-in stop latency) in a recorded capture",
         description=(
-            "Measure one turn in CAPTURE (a WAV with a ref and an ear channel): time from the "
-            "end of the user's speech at the mouth to the first sound of the reply at the ear."
+            "Measure the turns in CAPTURE (a WAV with a ref and an ear channel): time from the "
+            "end of the user's speech at the mouth to the first sound of the reply at the ear. "
+            "One --stimulus: one turn, one JSON object. Several (in the order played) or a "
+            "--conversation manifest: every turn, one JSON object per line. None: the ref "
+            "channel is the caller, each of its utterances a turn."
         ),
     )
     p.add_argument("capture", help="the capture WAV (ref and ear channels, one sample clock)")
-    p.add_argument("--stimulus", required=True, help="the utterance that was played (WAV)")
+    p.add_argument(
+        "--stimulus",
+        action="append",
+        metavar="STIM.wav",
+        help="an utterance that was played (WAV); repeat it for each turn, in order",
+    )
+    p.add_argument(
+        "--conversation",
+        metavar="MANIFEST.json",
+        help='the turns as JSON: {"turns": [{"stimulus": FILE, "speech_end_s": S, '
+        '"barge_in": FILE, "reply_reference": FILE, "name": TEXT}, ...]}, files relative to it',
+    )
     p.add_argument(
         "--speech-end",
         type=float,

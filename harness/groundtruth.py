@@ -8,6 +8,12 @@ noise, and may run on its own clock (drift). An optional barge-in clip is played
 mouth at a known time after the reply started, and the DUT's output is cut a known time
 after that, then it answers.
 
+Real conversations add what the accuracy benchmark must see too: the agent's own sound at
+the ear before the question (a greeting, an earcon, an idle prompt), a stretch of the
+user's audio lost on its way to the agent (packet loss, a jitter buffer), telephony's 8 kHz
+G.711 companding and comfort noise, a reply that starts with a filler, and whole multi-turn
+calls in one capture (`make_conversation`).
+
 The truth is defined on the DUT's output: the reply audio starts at its labelled speech start
 (it is cut there), and its first sound is its first sample within 50 dB of its peak; the
 first acoustic event at the ear is that sample arriving over the direct path.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import scipy.signal as ss
@@ -50,6 +57,22 @@ class Condition:
     ear_drift_ppm: the ear's recording clock against the ref's (the ear channel is stretched).
     pcm16: quantise the capture to 16-bit as a WAV file would.
     barge_in: play a barge-in clip during the reply and cut the reply a known time later.
+    context: the agent's own sound at the ear before the question: "greeting" (speech at
+        the start of the capture, as when a call connects), "earcon" (a short chime, as
+        after a wake word) or "prompt" (speech after a long quiet, "are you still there?").
+    context_db: its level relative to the reply's active level.
+    context_gap_s: quiet between its end and the stimulus' first sample (None: 0.2..1.2 s).
+    lost_ms: a stretch of the stimulus this long does not reach the mouth/ref intact;
+        `loss` says how: "drop" (removed: what follows comes early), "conceal" (replaced
+        by a repeat of the audio before it, as packet-loss concealment does: same length),
+        "stretch" (a stretch played twice, as a jitter buffer that stretched: later).
+    codec: "mulaw" or "alaw": the capture goes through G.711 (8-bit companding).
+    comfort_noise_dbfs: noise at the ear while the DUT is silent (telephony's comfort
+        noise), switched off while it talks.
+    filler: the reply starts with a short filler ("hold on"), 0.35..0.8 s of quiet, then
+        the answer.
+    ttfa_range_ms: the range the random TTFA is drawn from; a negative one is the agent
+        talking over the user.
     """
 
     name: str
@@ -63,6 +86,15 @@ class Condition:
     ear_drift_ppm: float = 0.0
     pcm16: bool = False
     barge_in: bool = False
+    context: str | None = None
+    context_db: float = 0.0
+    context_gap_s: float | None = None
+    lost_ms: float = 0.0
+    loss: str = "drop"
+    codec: str | None = None
+    comfort_noise_dbfs: float | None = None
+    filler: bool = False
+    ttfa_range_ms: tuple[float, float] = (200.0, 1500.0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,16 @@ class Truth:
     barge_in_onset_s: float | None = None
     stop_s: float | None = None
     stop_latency_ms: float | None = None
+    ttfa_content_ms: float | None = None
+    """With a filler: speech end -> the first sound of the answer after it."""
+    overlap_ms: float = 0.0
+    """How long the reply sounded before the user's speech ended (the agent talking over)."""
+    context_end_s: float | None = None
+    """Where the agent's own sound before the question (greeting, earcon, prompt) ended at
+    the ear; None without one."""
+    stimulus_warp_ms: float = 0.0
+    """How much later (+) or earlier (-) the speech end reached the ref than an intact
+    stimulus would have put it (a lost or stretched stretch of the stimulus)."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +231,314 @@ def _room_rirs(
     return np.asarray(room.rir[0][0]), np.asarray(room.rir[0][1]), float(direct)
 
 
+def earcon(sample_rate_hz: int, duration_s: float = 0.18) -> np.ndarray:
+    """A two-note chime (C6 + G6, 3 ms attack, 40 ms decay), peak 1.0: a device's earcon."""
+    fs = sample_rate_hz
+    t = np.arange(int(duration_s * fs)) / fs
+    notes = [f for f in (1046.5, 1568.0) if f < 0.45 * fs]
+    x = sum(np.sin(2 * np.pi * f * t) for f in notes) * np.exp(-t / 0.04)
+    attack = min(len(t), int(0.003 * fs))
+    x[:attack] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(attack) / max(attack, 1))
+    return x / (np.max(np.abs(x)) + 1e-20)
+
+
+def _cut(s: Speech, fs: int) -> np.ndarray:
+    """The speech of `s` at `fs`, cut at its labels (what a DUT plays, from its first sound)."""
+    x = _resample(s.samples, s.sample_rate_hz, fs)
+    return x[int(round(s.speech_start_s * fs)) : int(round(s.speech_end_s * fs)) + 1]
+
+
+def _first_sound(x: np.ndarray) -> int:
+    """First sample within 50 dB of the peak (the analysis' rule for a clean recording)."""
+    mag = np.abs(x)
+    return int(np.argmax(mag >= mag.max() * 10 ** (-50 / 20))) if mag.size else 0
+
+
+def lossy(stim: np.ndarray, fs: int, lost_ms: float, kind: str, at: int) -> tuple[np.ndarray, int]:
+    """`stim` with `lost_ms` of it lost from sample `at` on, and how far every later sample
+    moved (samples; negative = earlier). See Condition.loss for the kinds."""
+    n = int(round(lost_ms / 1000 * fs))
+    if n <= 0:
+        return stim, 0
+    if kind == "drop":
+        return np.concatenate((stim[:at], stim[at + n :])), -n
+    if kind == "conceal":
+        out = stim.copy()
+        src = stim[max(0, at - n) : at]
+        out[at : at + len(src)] = src[: len(out) - at]
+        return out, 0
+    if kind == "stretch":
+        return np.concatenate((stim[: at + n], stim[at:])), n
+    raise ValueError(f"unknown loss {kind!r}: drop, conceal or stretch")
+
+
+def g711(capture: np.ndarray, fs: int, codec: str) -> np.ndarray:
+    """`capture` through G.711 (libsndfile's mu-law or A-law WAV), back as float64."""
+    import io
+
+    import soundfile as sf
+
+    subtype = {"mulaw": "ULAW", "alaw": "ALAW"}.get(codec)
+    if subtype is None:
+        raise ValueError(f"unknown codec {codec!r}: mulaw or alaw")
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(capture, -1.0, 1.0), fs, format="WAV", subtype=subtype)
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float64", always_2d=True)
+    return out
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What the mouth played and the DUT output, before the acoustic path."""
+
+    mouth: np.ndarray
+    dut_out: np.ndarray
+    level_span: tuple[int, int]  # samples of dut_out whose level sets the SNR
+    talk_spans: tuple[tuple[int, int], ...]  # where the DUT outputs sound (comfort-noise gate)
+
+
+def _render(
+    condition: Condition,
+    scene: _Scene,
+    rng: np.random.Generator,
+    babble_talkers: list[np.ndarray] | None,
+) -> tuple[np.ndarray, float]:
+    """(capture (samples, 2), direct-path delay DUT -> ear in samples) of `scene`."""
+    fs = condition.sample_rate_hz
+    mouth, dut_out = scene.mouth, scene.dut_out
+    total = len(mouth)
+    if condition.rt60_s:
+        rir_dut, rir_mouth, direct = _room_rirs(condition.rt60_s, fs, rng)
+        ear_reply = ss.oaconvolve(dut_out, rir_dut)[:total]
+        ear_mouth = ss.oaconvolve(mouth, rir_mouth)[:total]
+        ear_mouth /= np.max(np.abs(rir_mouth)) + 1e-20  # leakage level set by its direct path
+        ear_reply /= np.max(np.abs(rir_dut)) + 1e-20
+    else:
+        direct = float(rng.uniform(0.5, 3.0) / 1000 * fs)  # 17..100 cm, fractional
+        mouth_delay = float(rng.uniform(2.0, 6.0) / 1000 * fs)
+        if condition.codec:
+            # A telephone call has no air path: the far end's samples arrive whole samples
+            # late (a fractional delay's band-limited ringing would reach 6 ms ahead of the
+            # reply, and G.711 keeps it as sound where a float file keeps it 70 dB down).
+            direct, mouth_delay = float(round(direct)), float(round(mouth_delay))
+        ear_reply = _fractional_delay(dut_out, direct, total)
+        ear_mouth = _fractional_delay(mouth, mouth_delay, total)
+
+    ear = ear_reply.copy()
+    if condition.leakage_db is not None:
+        ear += ear_mouth * 10 ** (condition.leakage_db / 20)
+    lo, hi = scene.level_span
+    reply_level = _active_rms(ear_reply[lo:hi], fs)
+    if condition.noise:
+        if condition.noise == "white":
+            noise = rng.standard_normal(total)
+        elif condition.noise == "pink":
+            noise = pink_noise(total, rng)
+        elif condition.noise == "babble":
+            if not babble_talkers:
+                raise ValueError("babble noise needs babble_talkers")
+            noise = babble_noise(total, babble_talkers, rng)
+        else:
+            raise ValueError(f"unknown noise {condition.noise!r}: white, pink or babble")
+        ear += noise * reply_level * 10 ** (-condition.snr_db / 20)
+    ear *= 10 ** (condition.ear_gain_db / 20)
+    if condition.comfort_noise_dbfs is not None:
+        # Comfort noise fills the DUT's silences and stops while it talks (5 ms fades).
+        gate = np.ones(total)
+        for a, b in scene.talk_spans:
+            gate[max(0, int(a)) : min(total, int(b + direct) + 1)] = 0.0
+        fade = max(1, int(0.005 * fs))
+        gate = np.convolve(gate, np.ones(fade) / fade, mode="same")
+        # No comfort noise ahead of the talk spurt: a gate that opens early would put noise
+        # energy inside the reply's onset, which the truth does not have.
+        for a, _ in scene.talk_spans:
+            gate[max(0, int(a + direct) - fade) : max(0, int(a + direct)) + 1] = 0.0
+        ear += rng.standard_normal(total) * 10 ** (condition.comfort_noise_dbfs / 20) * gate
+    if condition.ear_drift_ppm:
+        ear = _stretch(ear, condition.ear_drift_ppm)[:total]
+        ear = np.pad(ear, (0, total - len(ear)))
+
+    capture = np.stack([mouth, ear], axis=1)
+    peak = float(np.max(np.abs(capture)))
+    if peak > 0.98:
+        capture *= 0.9 / peak
+    if condition.pcm16:
+        capture = np.round(capture * 32767) / 32767
+    if condition.codec:
+        capture = g711(capture, fs, condition.codec)
+    return capture, float(direct)
+
+
 def make_turn(
+    condition: Condition,
+    user: Speech,
+    reply: Speech,
+    rng: np.random.Generator,
+    *,
+    babble_talkers: list[np.ndarray] | None = None,
+    **parts: Any,
+) -> SyntheticTurn:
+    """Build one synthetic turn under `condition` with known truth.
+
+    `ttfa_ms` (a keyword) defaults to a random value in `condition.ttfa_range_ms`. With
+    `condition.barge_in`, a `barge_clip` is played 300..1200 ms after the reply's onset at
+    the ear and the DUT's output is cut 80..400 ms after the clip's onset (at a moment the
+    reply is sounding); `answer` (default: the clip's reply) follows 0.6..1.0 s after the
+    clip ended. `context` is the agent's speech for a "greeting" or "prompt" context (any
+    corpus speech; an "earcon" is synthesised), `filler` the filler's speech. `parts` are
+    those keywords (`_compose_turn`'s): ttfa_ms, barge_clip, answer, context, filler.
+    """
+    t = _compose_turn(condition, user, reply, rng, **parts)
+    scene = _Scene(t.mouth, t.dut_out, t.level_span, t.talk)
+    capture, direct = _render(condition, scene, rng, babble_talkers)
+    return SyntheticTurn(
+        capture=capture.astype(np.float32) if not (condition.pcm16 or condition.codec) else capture,
+        sample_rate_hz=t.fs,
+        stimulus=t.stimulus,
+        speech_end_s=t.speech_end_in_stimulus_s,
+        reply=t.reply,
+        barge_in_clip=t.clip,
+        truth=t.truth(direct),
+        condition=condition,
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticConversation:
+    """A whole multi-turn call in one capture (samples, 2: ref, ear), with each turn's
+    stimulus, its labelled speech end (seconds into the stimulus), the DUT's reply audio,
+    the barge-in clip (or None) and the truth (capture seconds)."""
+
+    capture: np.ndarray
+    sample_rate_hz: int
+    stimuli: list[np.ndarray]
+    speech_ends_s: list[float]
+    replies: list[np.ndarray]
+    clips: list[np.ndarray | None]
+    truths: list[Truth]
+    condition: Condition
+    names: list[str]
+    """The corpus id of each turn's stimulus."""
+
+
+def make_conversation(
+    condition: Condition,
+    sources: Sources,
+    rng: np.random.Generator,
+    *,
+    turns: int = 5,
+) -> SyntheticConversation:
+    """`turns` turns of `condition` one after another in one capture, as a lab or a call
+    records them: each turn as `make_turn` composes it (its context, a greeting, only in
+    the first), 0..0.7 s more quiet between them, one acoustic path for the whole call. No
+    stimulus plays twice within three turns (the analysis finds each after the previous)."""
+    fs = condition.sample_rate_hz
+    composed: list[_Turn] = []
+    names: list[str] = []
+    recent: list[str] = []
+    for k in range(turns):
+        while True:
+            user, reply, clip, answer = sources.pick_turn(rng)
+            if user.name not in recent:
+                break
+        recent = [*recent[-1:], user.name]
+        names.append(user.name)
+        cond_k = condition if k == 0 else replace(condition, context=None)
+        context = None
+        if cond_k.context in ("greeting", "prompt"):
+            others = [q for q in sources.questions if q.name not in (user.name, reply.name)]
+            context = others[int(rng.integers(len(others)))]
+        filler = None
+        if cond_k.filler:
+            fillers = [c for c in sources.clips if c.speech_end_s - c.speech_start_s <= 0.9]
+            filler = fillers[int(rng.integers(len(fillers)))]
+        t = _compose_turn(
+            cond_k, user, reply, rng, barge_clip=clip, answer=answer, context=context, filler=filler
+        )
+        composed.append(t)
+    offsets, pos = [], 0
+    for t in composed:
+        offsets.append(pos)
+        pos += len(t.mouth) + int(rng.uniform(0.0, 0.7) * fs)
+    mouth, dut_out = np.zeros(pos), np.zeros(pos)
+    talk: list[tuple[int, int]] = []
+    for t, off in zip(composed, offsets, strict=True):
+        mouth[off : off + len(t.mouth)] += t.mouth
+        dut_out[off : off + len(t.dut_out)] += t.dut_out
+        talk += [(a + off, b + off) for a, b in t.talk]
+    lo, hi = composed[0].level_span
+    scene = _Scene(mouth, dut_out, (lo + offsets[0], hi + offsets[0]), tuple(talk))
+    capture, direct = _render(condition, scene, rng, list(sources.babble_talkers))
+    return SyntheticConversation(
+        capture=capture.astype(np.float32) if not (condition.pcm16 or condition.codec) else capture,
+        sample_rate_hz=fs,
+        stimuli=[t.stimulus for t in composed],
+        speech_ends_s=[t.speech_end_in_stimulus_s for t in composed],
+        replies=[t.reply for t in composed],
+        clips=[t.clip for t in composed],
+        truths=[t.truth(direct, off) for t, off in zip(composed, offsets, strict=True)],
+        condition=condition,
+        names=names,
+    )
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """One turn composed on its own timeline (samples from 0), before the acoustic path."""
+
+    fs: int
+    mouth: np.ndarray
+    dut_out: np.ndarray
+    talk: tuple[tuple[int, int], ...]
+    level_span: tuple[int, int]
+    stimulus: np.ndarray
+    speech_end_in_stimulus_s: float
+    reply: np.ndarray
+    clip: np.ndarray | None
+    speech_end: float
+    dut_start: int
+    content_at: int | None
+    context_end: int | None
+    shift: int
+    barge_onset: int | None
+    stop_at_dut: int | None
+
+    def truth(self, direct: float, offset: int = 0) -> Truth:
+        """The truth once the DUT's sound reaches the ear `direct` samples late, with the
+        turn placed `offset` samples into a longer capture."""
+        fs, r = self.fs, self.reply
+        speech_end = self.speech_end + offset
+        dut_start = self.dut_start + offset
+        onset = dut_start + _first_sound(r) + direct
+        truth = Truth(
+            speech_end_s=speech_end / fs,
+            reply_onset_s=onset / fs,
+            ttfa_ms=(onset - speech_end) / fs * 1000,
+            ttfa_content_ms=(
+                (dut_start + self.content_at + direct - speech_end) / fs * 1000
+                if self.content_at is not None
+                else None
+            ),
+            overlap_ms=max(0.0, (min(speech_end, dut_start + len(r) + direct) - onset) / fs * 1000),
+            context_end_s=(
+                (self.context_end + offset + direct) / fs if self.context_end is not None else None
+            ),
+            stimulus_warp_ms=self.shift / fs * 1000,
+        )
+        if self.barge_onset is not None and self.stop_at_dut is not None:
+            stop = dut_start + self.stop_at_dut + direct
+            barge = self.barge_onset + offset
+            truth = replace(
+                truth,
+                barge_in_onset_s=barge / fs,
+                stop_s=stop / fs,
+                stop_latency_ms=(stop - barge) / fs * 1000,
+            )
+        return truth
+
+
+def _compose_turn(
     condition: Condition,
     user: Speech,
     reply: Speech,
@@ -198,27 +547,49 @@ def make_turn(
     ttfa_ms: float | None = None,
     barge_clip: Speech | None = None,
     answer: Speech | None = None,
-    babble_talkers: list[np.ndarray] | None = None,
-) -> SyntheticTurn:
-    """Build one synthetic turn under `condition` with known truth.
-
-    `ttfa_ms` defaults to a random value in 200..1500 ms. With `condition.barge_in`, a
-    `barge_clip` is played 300..1200 ms after the reply's onset at the ear and the DUT's
-    output is cut 80..400 ms after the clip's onset (at a moment the reply is sounding);
-    `answer` (default: the clip's reply) follows 0.6..1.0 s after the clip ended.
-    """
+    context: Speech | None = None,
+    filler: Speech | None = None,
+) -> _Turn:
+    """One turn's dry signals under `condition` (see make_turn), before the acoustic path:
+    a lead of 0.3..0.8 s (with the context in it), the stimulus, the reply, and with a
+    barge-in the clip, the cut and the answer."""
     fs = condition.sample_rate_hz
     stim = _resample(user.samples, user.sample_rate_hz, fs)
     if ttfa_ms is None:
-        ttfa_ms = float(rng.uniform(200, 1500))
+        ttfa_ms = float(rng.uniform(*condition.ttfa_range_ms))
 
     # The reply as the DUT plays it: cut at its labelled start, stretched by the DUT's clock.
-    r = _resample(reply.samples, reply.sample_rate_hz, fs)
-    r = r[int(round(reply.speech_start_s * fs)) : int(round(reply.speech_end_s * fs)) + 1]
+    r = _cut(reply, fs)
+    content_at = 0  # where the answer itself starts in r (after a filler)
+    if condition.filler:
+        if filler is None:
+            raise ValueError("a filler condition needs a filler Speech")
+        f = _cut(filler, fs) * (_active_rms(r, fs) / (_active_rms(_cut(filler, fs), fs) + 1e-20))
+        pause = np.zeros(int(rng.uniform(0.35, 0.8) * fs))
+        content_at = len(f) + len(pause) + _first_sound(r)
+        r = np.concatenate((f, pause, r))
     r = _stretch(r, condition.dut_drift_ppm)
+    content_at = int(round(content_at * (1 + condition.dut_drift_ppm * 1e-6)))
 
     lead = int(rng.uniform(0.3, 0.8) * fs)
-    speech_end = lead + user.speech_end_s * fs  # exact, in capture samples
+    ctx_audio = None
+    ctx_at = 0
+    if condition.context:
+        ctx_audio = _context_audio(condition, context, fs, _active_rms(r, fs))
+        gap = condition.context_gap_s
+        gap_n = int((float(rng.uniform(0.2, 1.2)) if gap is None else gap) * fs)
+        quiet = int(rng.uniform(2.0, 4.0) * fs) if condition.context == "prompt" else 0
+        ctx_at = lead + quiet
+        lead = ctx_at + len(ctx_audio) + gap_n
+    played = stim
+    shift = 0
+    if condition.lost_ms > 0:
+        # Anywhere in the speech, but never over the labelled speech end itself.
+        lo = int(user.speech_start_s * fs) + int(0.05 * fs)
+        hi = int(user.speech_end_s * fs) - int(0.15 * fs) - int(condition.lost_ms / 1000 * fs)
+        at = int(rng.integers(lo, max(lo + 1, hi)))
+        played, shift = lossy(stim, fs, condition.lost_ms, condition.loss, at)
+    speech_end = lead + user.speech_end_s * fs + shift  # exact, in capture samples
     # Integer placement of the reply on the DUT's output; the fractional part of the truth
     # comes from the acoustic path.
     dut_start = int(math.ceil(speech_end + ttfa_ms / 1000 * fs))
@@ -229,11 +600,7 @@ def make_turn(
     if condition.barge_in:
         if barge_clip is None:
             raise ValueError("a barge-in condition needs a barge_clip")
-        clip = _resample(barge_clip.samples, barge_clip.sample_rate_hz, fs)
-        clip = clip[
-            int(round(barge_clip.speech_start_s * fs)) : int(round(barge_clip.speech_end_s * fs))
-            + 1
-        ]
+        clip = _cut(barge_clip, fs)
         # Cut at a moment the reply is sounding (a cut in a pause would stop nothing).
         # "Sounding" = the 10 ms envelope stays within 20 dB of the reply's peak for the
         # 50 ms before the cut, so the last audible sample is the cut itself.
@@ -256,86 +623,60 @@ def make_turn(
     total = dut_start + len(r) + int(1.0 * fs)
     if clip is not None:
         total = max(total, barge_onset + len(clip) + int(2.5 * fs) + len(answer_audio))
-    total = max(total, lead + len(stim) + int(0.5 * fs))
+    total = max(total, lead + len(played) + int(0.5 * fs))
 
     mouth = np.zeros(total)
-    _place(mouth, stim, lead)
+    _place(mouth, played, lead)
     if clip is not None:
         _place(mouth, clip, barge_onset)
     dut_out = np.zeros(total)
     _place(dut_out, r, dut_start)
+    talk = [(dut_start, dut_start + len(r))]
+    if ctx_audio is not None:
+        _place(dut_out, ctx_audio, ctx_at)
+        talk.append((ctx_at, ctx_at + len(ctx_audio)))
     if clip is not None:
         ans_at = barge_onset + len(clip) + int(rng.uniform(0.6, 1.0) * fs)
         _place(dut_out, answer_audio, ans_at)
+        talk.append((ans_at, ans_at + len(answer_audio)))
 
-    if condition.rt60_s:
-        rir_dut, rir_mouth, direct = _room_rirs(condition.rt60_s, fs, rng)
-        ear_reply = ss.oaconvolve(dut_out, rir_dut)[:total]
-        ear_mouth = ss.oaconvolve(mouth, rir_mouth)[:total]
-        ear_mouth /= np.max(np.abs(rir_mouth)) + 1e-20  # leakage level set by its direct path
-        ear_reply /= np.max(np.abs(rir_dut)) + 1e-20
-    else:
-        direct = float(rng.uniform(0.5, 3.0) / 1000 * fs)  # 17..100 cm, fractional
-        ear_reply = _fractional_delay(dut_out, direct, total)
-        ear_mouth = _fractional_delay(mouth, float(rng.uniform(2.0, 6.0) / 1000 * fs), total)
-
-    ear = ear_reply.copy()
-    if condition.leakage_db is not None:
-        ear += ear_mouth * 10 ** (condition.leakage_db / 20)
-    if condition.noise:
-        reply_level = _active_rms(ear_reply[dut_start : dut_start + len(r) + int(0.1 * fs)], fs)
-        if condition.noise == "white":
-            noise = rng.standard_normal(total)
-        elif condition.noise == "pink":
-            noise = pink_noise(total, rng)
-        elif condition.noise == "babble":
-            if not babble_talkers:
-                raise ValueError("babble noise needs babble_talkers")
-            noise = babble_noise(total, babble_talkers, rng)
-        else:
-            raise ValueError(f"unknown noise {condition.noise!r}: white, pink or babble")
-        ear += noise * reply_level * 10 ** (-condition.snr_db / 20)
-    ear *= 10 ** (condition.ear_gain_db / 20)
-    if condition.ear_drift_ppm:
-        ear = _stretch(ear, condition.ear_drift_ppm)[:total]
-        ear = np.pad(ear, (0, total - len(ear)))
-
-    capture = np.stack([mouth, ear], axis=1)
-    peak = float(np.max(np.abs(capture)))
-    if peak > 0.98:
-        capture *= 0.9 / peak
-    if condition.pcm16:
-        capture = np.round(capture * 32767) / 32767
-
-    # The reply's first sound is its first sample within 50 dB of its peak (the rule the
-    # analysis uses for a reply reference; the cut at the label leaves it within a sample
-    # or two of the cut).
-    mag = np.abs(r)
-    first = int(np.argmax(mag >= mag.max() * 10 ** (-50 / 20))) if mag.size else 0
-    onset = dut_start + first + direct
-    truth = Truth(
-        speech_end_s=speech_end / fs,
-        reply_onset_s=onset / fs,
-        ttfa_ms=(onset - speech_end) / fs * 1000,
-    )
-    if clip is not None:
-        stop = dut_start + stop_at_dut + direct
-        truth = replace(
-            truth,
-            barge_in_onset_s=barge_onset / fs,
-            stop_s=stop / fs,
-            stop_latency_ms=(stop - barge_onset) / fs * 1000,
-        )
-    return SyntheticTurn(
-        capture=capture.astype(np.float32) if not condition.pcm16 else capture,
-        sample_rate_hz=fs,
+    return _Turn(
+        fs=fs,
+        mouth=mouth,
+        dut_out=dut_out,
+        talk=tuple(talk),
+        level_span=(dut_start, dut_start + len(r) + int(0.1 * fs)),
         stimulus=stim,
-        speech_end_s=user.speech_end_s,
+        speech_end_in_stimulus_s=user.speech_end_s,
         reply=r,
-        barge_in_clip=clip,
-        truth=truth,
-        condition=condition,
+        clip=clip,
+        speech_end=speech_end,
+        dut_start=dut_start,
+        content_at=content_at if condition.filler else None,
+        context_end=(
+            ctx_at + len(ctx_audio) - _first_sound(ctx_audio[::-1])
+            if ctx_audio is not None
+            else None
+        ),
+        shift=shift,
+        barge_onset=barge_onset,
+        stop_at_dut=stop_at_dut,
     )
+
+
+def _context_audio(
+    condition: Condition, context: Speech | None, fs: int, reply_rms: float
+) -> np.ndarray:
+    """The agent's sound before the question, at `condition.context_db` re the reply."""
+    if condition.context == "earcon":
+        x = earcon(fs)
+    elif condition.context in ("greeting", "prompt"):
+        if context is None:
+            raise ValueError(f"a {condition.context!r} context needs the agent's speech")
+        x = _cut(context, fs)
+    else:
+        raise ValueError(f"unknown context {condition.context!r}: greeting, earcon or prompt")
+    return x * reply_rms * 10 ** (condition.context_db / 20) / (_active_rms(x, fs) + 1e-20)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 
 from harness.corpus import Corpus
-from harness.groundtruth import Condition, make_turn
+from harness.groundtruth import Condition, corpus_sources, make_conversation, make_turn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BARGE_IN_KEYS = {"barge_in_onset_s", "stop_latency_ms", "residual_ms"}
@@ -115,6 +115,28 @@ def files(tmp_path_factory, sources) -> dict:
     f["rates_stim"] = _write(d / "stimulus_16k.wav", user.samples, 16000)
     f["rates_speech_end"] = user.speech_end_s
     f["rates_truth"] = g.truth
+
+    # A five-turn call at 16 kHz with a greeting, its stimuli and a manifest of them.
+    src16 = corpus_sources(16000)
+    call = make_conversation(
+        Condition("call", sample_rate_hz=16000, context="greeting"), src16, np.random.default_rng(5)
+    )
+    f["call"] = _write(d / "call.wav", call.capture, 16000, "PCM_16")
+    f["call_truths"] = call.truths
+    f["call_stims"] = []
+    turns = []
+    for i, (stim, end_s) in enumerate(zip(call.stimuli, call.speech_ends_s, strict=True)):
+        name = f"turn{i + 1}.wav"
+        f["call_stims"].append(_write(d / name, stim, 16000))
+        turns.append({"stimulus": name, "speech_end_s": end_s, "name": f"q{i + 1}"})
+    (d / "turns.json").write_text(json.dumps({"turns": turns}))
+    f["manifest"] = str(d / "turns.json")
+    (d / "bad_key.json").write_text(json.dumps({"turns": [{"stimulus": "turn1.wav", "x": 1}]}))
+    f["bad_key"] = str(d / "bad_key.json")
+    (d / "missing_stim.json").write_text(json.dumps({"turns": [{"stimulus": "gone.wav"}]}))
+    f["missing_stim"] = str(d / "missing_stim.json")
+    (d / "not_json.json").write_text("{turns: nope")
+    f["not_json"] = str(d / "not_json.json")
     return f
 
 
@@ -152,7 +174,26 @@ def _commands(f: dict) -> dict[str, list[str]]:
             str(f["rates_speech_end"]),
             "--json",
         ],
+        "stimuli": [
+            f["call"],
+            *[x for stim in f["call_stims"] for x in ("--stimulus", stim)],
+            "--json",
+        ],
+        "manifest": [f["call"], "--conversation", f["manifest"], "--json"],
+        "caller": [f["call"], "--json"],
         # Bad input, each with the file the message must name.
+        "manifest_unknown_key": [f["call"], "--conversation", f["bad_key"]],
+        "manifest_missing_stimulus": [f["call"], "--conversation", f["missing_stim"]],
+        "manifest_not_json": [f["call"], "--conversation", f["not_json"]],
+        "speech_end_with_two": [
+            f["call"],
+            "--stimulus",
+            f["call_stims"][0],
+            "--stimulus",
+            f["call_stims"][1],
+            "--speech-end",
+            "1.0",
+        ],
         "missing_capture": [str(d / "nope.wav"), "--stimulus", f["stim"]],
         "missing_stimulus": [f["float"], "--stimulus", str(d / "nostim.wav")],
         "one_channel": [f["mono"], "--stimulus", f["stim"]],
@@ -174,6 +215,10 @@ BAD_INPUT = {
     "nan": "nan",
     "speech_end_past_end": "stim",
     "not_audio": "text",
+    "manifest_unknown_key": "bad_key",
+    "manifest_missing_stimulus": None,
+    "manifest_not_json": "not_json",
+    "speech_end_with_two": None,
 }
 
 
@@ -261,6 +306,40 @@ def test_stimulus_at_another_rate_is_resampled(runs, files):
     assert abs(d["ttfa_ms"] - files["rates_truth"].ttfa_ms) < 2.0, d
 
 
+@pytest.mark.parametrize("case", ["stimuli", "manifest"])
+def test_every_turn_of_a_call_one_json_line_each(runs, files, case):
+    """Several --stimulus files (or a manifest): one JSON object per turn, in order, times on
+    the whole call's timeline. With the labels (the manifest's speech_end_s) each TTFA is
+    within 1 ms of the truth after the agent's greeting; files without labels have their
+    speech end detected (noted), which moves it by the soft last sound."""
+    r = runs[case]
+    _ok(r)
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["turn"] for row in rows] == [1, 2, 3, 4, 5]
+    labelled = case == "manifest"
+    if labelled:
+        assert [row["stimulus"] for row in rows] == ["q1", "q2", "q3", "q4", "q5"]
+    else:
+        assert "speech end detected" in r.stderr, r.stderr
+    for row, truth in zip(rows, files["call_truths"], strict=True):
+        assert row["discard"] is None, row
+        assert abs(row["ttfa_ms"] - truth.ttfa_ms) < (1.0 if labelled else 30.0), row
+        if labelled:
+            assert row["speech_end_s"] == pytest.approx(truth.speech_end_s, abs=1e-3)
+    assert rows[0]["context_segments"], rows[0]  # the greeting
+
+
+def test_a_call_without_stimulus_files_uses_the_ref_as_the_caller(runs, files):
+    r = runs["caller"]
+    _ok(r)
+    assert "the ref channel is the caller" in r.stderr, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 5
+    for row, truth in zip(rows, files["call_truths"], strict=True):
+        assert abs(row["speech_end_s"] - truth.speech_end_s) < 0.03, row
+        assert abs(row["ttfa_ms"] - truth.ttfa_ms) < 30.0, row
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 
@@ -274,12 +353,11 @@ def test_bad_input_is_one_line_and_exit_2(runs, files, case):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("tympan: error:"), r.stderr
     key = BAD_INPUT[case]
-    named = (
-        str(files["dir"] / "nope.wav")
-        if case == "missing_capture"
-        else str(files["dir"] / "nostim.wav")
-        if case == "missing_stimulus"
-        else files[key]
-    )
+    named = {
+        "missing_capture": str(files["dir"] / "nope.wav"),
+        "missing_stimulus": str(files["dir"] / "nostim.wav"),
+        "manifest_missing_stimulus": str(files["dir"] / "gone.wav"),
+        "speech_end_with_two": "--speech-end",
+    }.get(case) or files[key]
     assert named in lines[0], (named, lines[0])
     assert r.stdout == ""

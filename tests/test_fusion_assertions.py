@@ -195,6 +195,10 @@ def test_reply_and_pause_trap():
     assert not trap.passed and "before the user finished" in trap.message
     talked_over = metrics(ttfa_ms=None, discard="reply_before_speech_end: ...")
     assert not check_pause_trap(Turn(talked_over)).passed
+    # Measured from the audio: a negative TTFA and the overlap, judged here.
+    overlapped = metrics(ttfa_ms=-240.0, overlap_ms=240.0)
+    trap = check_pause_trap(Turn(overlapped))
+    assert not trap.passed and "240 ms before" in trap.message
     assert check_pause_trap(Turn(metrics(), STREAMING)).passed
 
 

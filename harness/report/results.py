@@ -198,13 +198,14 @@ def _clean(v: object) -> object:
 def metric_values(record: TurnRecord) -> dict[str, float]:
     """The summary metrics of one turn (ms), only those it has a number for.
 
-    ttfa_ms, stop_latency_ms, residual_ms from the analysis; max_gap_ms the longest silence
+    ttfa_ms, ttfa_content_ms (the answer after a filler; the same as ttfa_ms without one),
+    stop_latency_ms, residual_ms from the analysis; max_gap_ms the longest silence
     inside the reply (0 when the reply is one segment; absent without a reply; with a
     barge-in only the gaps before its onset); and every telemetry stage in `stages_ms`.
     """
     out: dict[str, float] = {}
     m = record.metrics
-    for key in ("ttfa_ms", "stop_latency_ms", "residual_ms"):
+    for key in ("ttfa_ms", "ttfa_content_ms", "stop_latency_ms", "residual_ms"):
         v = m.get(key)
         if isinstance(v, int | float) and math.isfinite(v):
             out[key] = float(v)

@@ -470,17 +470,7 @@ def _analyse(
         )
     except InputError as exc:
         # A capture the analysis cannot take at all (an ear that heard nothing): no reply.
-        return TurnMetrics(
-            ttfa_ms=None,
-            confidence=0.0,
-            speech_end_s=None,
-            reply_onset_s=None,
-            reply_end_s=None,
-            segments=[],
-            gaps_ms=[],
-            discard=f"{NO_REPLY}: {exc}",
-            sample_rate_hz=fs,
-        )
+        return TurnMetrics.refused(f"{NO_REPLY}: {exc}", fs)
 
 
 def _summary(r: TurnResult) -> dict[str, Any]:

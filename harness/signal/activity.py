@@ -130,6 +130,67 @@ def floor_from_noise(power: np.ndarray, loud_power: float) -> NoiseFloor:
     return NoiseFloor(float(10 ** (mean_db / 10)), spread, float(10 ** (ceiling_db / 10)))
 
 
+def quiet_frames(
+    power: np.ndarray,
+    *,
+    context_margin_db: float = 15.0,
+    guard_before_s: float = 0.05,
+    guard_after_s: float = 0.1,
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Which frames of `power` (a stretch with no reply yet: a lead-in) hold only noise.
+
+    Sound that the DUT made before the question (a greeting, an earcon, the previous reply,
+    an idle prompt) sits in such a stretch too; estimating the noise over it makes the noise
+    as loud as the DUT's voice, and the reply that follows then looks like more noise. So the
+    stretch is first segmented against its own quietest tenth, and segments whose mean level
+    stands `context_margin_db` or more above that are taken out (babble's segments stand
+    about 9 dB above it on average, its loud moments more: they stay), with the room's ring
+    after them (down to 3 dB above that quiet tenth) and guards (the soft start before, the
+    ring's last trace after). What the noise does itself (white noise wavers by a dB,
+    babble by 10-12 dB at its loud moments) stays; runs of noise under 50 ms are dropped.
+
+    Returns (a boolean mask over the frames: True = noise, the excluded segments as
+    [first, end) frame spans).
+    """
+    keep = np.ones(len(power), dtype=bool)
+    if power.size == 0:
+        return keep, []
+    floor0 = estimate_floor(power, quantile=0.1)
+    high, low = thresholds(floor0)
+    found = find_segments(
+        power,
+        high,
+        low,
+        hop=1,
+        frame=1,
+        min_gap_frames=int(round(0.15 / HOP_S)),
+        min_segment_frames=max(1, int(round(0.03 / HOP_S))),
+    )
+    before, after = int(round(guard_before_s / HOP_S)), int(round(guard_after_s / HOP_S))
+    context: list[tuple[int, int]] = []
+    for seg in found:
+        a, b = int(seg.start), int(seg.end)
+        mean_db = 10 * np.log10(max(float(power[a:b].mean()), 1e-20) / max(floor0.power, 1e-20))
+        if mean_db < context_margin_db:
+            continue
+        # The room's ring after it is the DUT's sound too: follow it down to the floor.
+        quiet = np.flatnonzero(power[b:] <= floor0.power * 10 ** (3.0 / 10))
+        b = b + int(quiet[0]) if quiet.size else len(power)
+        context.append((a, b))
+        keep[max(0, a - before) : min(len(power), b + after)] = False
+    # A few frames between two stretches of sound say little about the noise.
+    for lo, hi in _runs(keep):
+        if hi - lo < int(round(0.05 / HOP_S)):
+            keep[lo:hi] = False
+    return keep, context
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index spans of the True runs of a boolean mask."""
+    d = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
 def thresholds(floor: NoiseFloor) -> tuple[float, float]:
     """(high, low) power thresholds above `floor` for segment detection."""
     margin_high_db = max(9.0, 3.0 * floor.spread_db)
@@ -214,11 +275,17 @@ class Activity:
     segments: refined segments in samples of the analysed channel.
     floor: the noise floor used (speech band).
     band: the channel band-limited to the speech band (forward filtered), for level checks.
+    noise_spans: [lo, hi) sample spans the floor was learnt from (empty: the quietest frames
+        of the whole channel).
+    lead_context: [lo, hi) sample spans of sound found in the noise region and left out of
+        the noise (the DUT's own earlier sound).
     """
 
     segments: tuple[Segment, ...]
     floor: NoiseFloor
     band: np.ndarray
+    noise_spans: tuple[tuple[int, int], ...] = ()
+    lead_context: tuple[tuple[int, int], ...] = ()
 
 
 def detect_activity(
@@ -233,9 +300,10 @@ def detect_activity(
 ) -> Activity:
     """Segments of sound in `x` (1-D, raw), with sample-accurate boundaries.
 
-    `floor` defaults to the noise in `noise_region` [lo, hi) samples, a stretch known to hold
-    only noise, when it is at least 150 ms long; else to the quietest fifth of `x`'s frames
-    (in the speech band). Onsets are
+    `floor` defaults to the noise in `noise_region` [lo, hi) samples, a stretch with no
+    reply in it yet (a lead-in), less any sound the DUT made there before (`quiet_frames`),
+    when that leaves at least 150 ms; else to the quietest fifth of `x`'s frames (in the
+    speech band). Onsets are
     timed on the forward-filtered band, ends on the backward-filtered one (see speech_band).
     `floor_profile`, a power for each sample index it is given, raises the floor where
     something known is in the way (the residue of the mouth's leakage while the user speaks
@@ -246,12 +314,21 @@ def detect_activity(
     y = speech_band(x, fs)
     frame, hop = max(1, int(FRAME_S * fs)), max(1, int(HOP_S * fs))
     power = frame_power(y, frame, hop)
+    noise_spans: tuple[tuple[int, int], ...] = ()
+    lead_context: tuple[tuple[int, int], ...] = ()
     if floor is None:
         floor = estimate_floor(power)
         if noise_region is not None and power.size:
             lo, hi = (max(0, noise_region[0]) // hop, max(0, noise_region[1] - frame) // hop)
-            if (hi - lo) * HOP_S >= 0.15:
-                floor = floor_from_noise(power[lo:hi], float(np.quantile(power, 0.99)))
+            keep, found = quiet_frames(power[lo:hi])
+            lead_context = tuple(((lo + a) * hop, (lo + b - 1) * hop + frame) for a, b in found)
+            if keep.sum() * HOP_S >= 0.15:
+                floor = floor_from_noise(power[lo:hi][keep], float(np.quantile(power, 0.99)))
+                noise_spans = tuple(
+                    ((lo + a) * hop, (lo + b - 1) * hop + frame) for a, b in _runs(keep)
+                )
+                if keep.all():  # nothing taken out: the region as given
+                    noise_spans = ((max(0, noise_region[0]), noise_region[1]),)
     high, low = thresholds(floor)
     if floor_profile is not None and power.size:
         starts = np.arange(len(power)) * hop + frame // 2
@@ -280,4 +357,4 @@ def detect_activity(
         end = lo + refine_offset(local, e_approx - lo, fs, floor.power)
         if end > start:
             refined.append(Segment(start, end))
-    return Activity(tuple(refined), floor, y)
+    return Activity(tuple(refined), floor, y, noise_spans, lead_context)

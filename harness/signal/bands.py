@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,13 +84,15 @@ class BandWeights:
 def band_weights(
     x: np.ndarray,
     fb: Filterbank,
-    noise_region: tuple[int, int],
+    noise_region: tuple[int, int] | Sequence[tuple[int, int]],
     signal_regions: list[tuple[int, int]],
 ) -> BandWeights | None:
-    """Weights from a noise-only stretch and stretches that hold the reply (samples of x).
+    """Weights from noise-only stretches and stretches that hold the reply (samples of x).
 
-    Returns None when either is empty. Only the samples in those stretches (plus 50 ms of
-    filter settling) are filtered, so the cost does not grow with the capture's length.
+    `noise_region` is one [lo, hi) span or several (a lead-in with the DUT's earlier sound
+    taken out). Returns None when either side is empty or the noise spans hold under 50 ms.
+    Only the samples in those stretches (plus 50 ms of filter settling) are filtered, so the
+    cost does not grow with the capture's length.
     """
     settle = int(0.05 * fb.sample_rate_hz)
 
@@ -99,10 +102,15 @@ def band_weights(
         e = band_energies(x[start:hi], fb)
         return e[:, lo - start :].mean(axis=1)
 
-    nlo, nhi = noise_region
-    if nhi - nlo < int(0.05 * fb.sample_rate_hz) or not signal_regions:
+    if len(noise_region) == 0:
         return None
-    noise = mean_energy(nlo, nhi)
+    spans = [noise_region] if isinstance(noise_region[0], int | np.integer) else noise_region
+    spans = [(int(lo), int(hi)) for lo, hi in spans if hi > lo]  # type: ignore[misc]
+    total = sum(hi - lo for lo, hi in spans)
+    if total < int(0.05 * fb.sample_rate_hz) or not signal_regions:
+        return None
+    # Sample-weighted mean over the spans.
+    noise = sum(mean_energy(lo, hi) * (hi - lo) for lo, hi in spans) / total
     sig = np.mean([mean_energy(lo, hi) for lo, hi in signal_regions], axis=0)
     noise = np.maximum(noise, sig * 10 ** (-_DYNAMIC_RANGE_DB / 10) + 1e-30)
     snr = np.maximum(sig - noise, 0.0) / noise

@@ -23,6 +23,16 @@ def resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return resample_poly(x, to_hz // g, from_hz // g).astype(np.float32)
 
 
+def earcon(rate_hz: int, duration_s: float = 0.15, level: float = 0.25) -> np.ndarray:
+    """A two-note chime (C6 + G6, 3 ms attack, 35 ms decay) peaking at `level`, float32."""
+    t = np.arange(int(duration_s * rate_hz)) / rate_hz
+    notes = [f for f in (1046.5, 1568.0) if f < 0.45 * rate_hz]
+    x = sum(np.sin(2 * np.pi * f * t) for f in notes) * np.exp(-t / 0.035)
+    attack = min(len(t), int(0.003 * rate_hz))
+    x[:attack] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(attack) / max(attack, 1))
+    return (level * x / (np.max(np.abs(x)) + 1e-20)).astype(np.float32)
+
+
 class Decimator:
     """Streaming integer-factor downsampler (FIR low-pass with carried state), so blocks of
     any length can be fed one after another without edge effects."""

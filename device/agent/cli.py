@@ -10,6 +10,7 @@ the agent itself failed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -38,16 +39,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=Path, help="telemetry events (JSON lines)")
     parser.add_argument("--fault", help="reproduce one classic pipeline mistake")
     parser.add_argument("--config", type=Path, help="agent config (TOML or JSON)")
+    add_earcon_flag(parser)
     return parser
 
 
+def add_earcon_flag(parser: argparse.ArgumentParser) -> None:
+    """``--earcon``: the wake chime (`PipelineConfig.earcon`), on top of any --config."""
+    parser.add_argument(
+        "--earcon",
+        action="store_true",
+        help="play a short chime when the user starts speaking (as after a wake word)",
+    )
+
+
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    """The agent config named by `--config` (else the defaults) with `--fault` applied.
+    """The agent config named by `--config` (else the defaults) with `--fault` (and
+    `--earcon`, where the parser has it) applied.
 
     Raises ConfigError naming the file, key or fault that is wrong.
     """
     check_fault(args.fault, "--fault")
     config = load_config(args.config) if args.config else AgentConfig()
+    if getattr(args, "earcon", False):
+        config = dataclasses.replace(
+            config, pipeline=dataclasses.replace(config.pipeline, earcon=True)
+        )
     return config.with_fault(args.fault) if args.fault else config
 
 

@@ -175,6 +175,10 @@ class PipelineConfig:
     """Start the reply during the end-of-utterance silence, on the transcript at hand (a
     stable partial, then the final decode), and play it only once the utterance has ended
     with the same words; cancelled if speech resumes or the final transcript differs."""
+    earcon: bool = False
+    """Play a short chime when the user starts speaking while the agent listens, as a smart
+    speaker acknowledges its wake word: sound at the ear during the question that is
+    neither noise nor the reply (the harness must measure such a turn like any other)."""
 
 
 @dataclass(frozen=True)

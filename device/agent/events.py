@@ -44,6 +44,7 @@ EVENT_NAMES: frozenset[str] = frozenset(
         "loop_stall",
         "turn_summary",
         "speculation",  # a reply started during the end-of-utterance silence: outcome
+        "earcon",  # the wake chime started (config.pipeline.earcon)
     }
 )
 """Every event name the agent emits. The issue's list plus session bounds, under/overruns,

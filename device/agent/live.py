@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from device.agent.cli import config_from_args
+from device.agent.cli import add_earcon_flag, config_from_args
 from device.agent.config import AgentConfig
 from device.agent.errors import AgentError, ConfigError
 from device.agent.events import JsonlFileSink
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", help="reproduce one classic pipeline mistake")
     parser.add_argument("--events", type=Path, help="telemetry events (JSON lines)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    add_earcon_flag(parser)
     return parser
 
 

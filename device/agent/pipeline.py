@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from device.agent.audio import OutputBuffer, resample
+from device.agent.audio import OutputBuffer, earcon, resample
 from device.agent.chunker import Chunk, ClauseChunker
 from device.agent.config import AgentConfig
 from device.agent.engines import ASR_RATE_HZ, Engines, Message
@@ -263,6 +263,11 @@ class Agent:
         self._input_lock = threading.Lock()
         self._spec: _Speculation | None = None
         self._history_at: dict[int, int] = {}  # history length before each turn's request
+        # The earcon (config.pipeline.earcon) is mixed into the output on top of the replies,
+        # outside the reply buffer: it is no reply and starts no playback telemetry.
+        self._earcon = earcon(output_rate_hz) if p.earcon else None
+        self._earcon_at: int | None = None  # samples of it already played, None: not playing
+        self._earcon_lock = threading.Lock()
 
     # ------------------------------------------------------------------ thread-safe I/O
 
@@ -285,7 +290,16 @@ class Agent:
 
     def pull_output(self, n: int) -> np.ndarray:
         """The next ``n`` samples to play at `output_rate_hz` (zeros when quiet); any thread."""
-        return self._out.read(n)
+        out = self._out.read(n)
+        if self._earcon is not None and self._earcon_at is not None:
+            with self._earcon_lock:
+                at = self._earcon_at
+                if at is not None:
+                    part = self._earcon[at : at + n]
+                    out = out.copy()
+                    out[: len(part)] += part
+                    self._earcon_at = at + n if at + n < len(self._earcon) else None
+        return out
 
     @property
     def output_position(self) -> int:
@@ -481,6 +495,10 @@ class Agent:
             "vad_speech_start", turn=utt.turn, input_s=round(start / ASR_RATE_HZ, 4)
         )
         if self.state == State.LISTENING:
+            if self._earcon is not None:
+                with self._earcon_lock:
+                    self._earcon_at = 0
+                self.telemetry.emit("earcon", turn=utt.turn)
             self._emit_state(State.USER_SPEAKING)
         return utt
 

@@ -24,13 +24,15 @@ Shape of a backend object (``backend`` here)::
     ready_prefix: str
 
 Options: ``fault=NAME`` (one of `device.agent.config.FAULTS`), ``config=PATH`` (an agent
-config file). Engines are loaded once per in-process DUT; in one process, DUTs with the same
-engine settings share one loaded set (the agent resets them per use; two in-process DUTs are
+config file), ``earcon=on`` (the wake chime when the user starts speaking). Engines are
+loaded once per in-process DUT; in one process, DUTs with the same engine settings share
+one loaded set (the agent resets them per use; two in-process DUTs are
 never run at the same time).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Mapping
@@ -48,6 +50,10 @@ _ENGINES_LOCK = threading.Lock()
 def _config(options: Mapping[str, str]) -> AgentConfig:
     path = options.get("config")
     config = load_config(Path(path)) if path else AgentConfig()
+    if options.get("earcon") == "on":
+        config = dataclasses.replace(
+            config, pipeline=dataclasses.replace(config.pipeline, earcon=True)
+        )
     fault = options.get("fault")
     return config.with_fault(fault) if fault else config
 
@@ -111,7 +117,11 @@ class ReferenceBackend:
     """The reference agent: in process on the sim, `device.agent.live` on JACK."""
 
     name = "reference"
-    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"fault": tuple(FAULTS), "config": ()}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fault": tuple(FAULTS),
+        "config": (),
+        "earcon": ("on", "off"),
+    }
     ready_prefix = "ready:"
 
     def info(self, options: Mapping[str, str]) -> dict[str, str]:
@@ -131,6 +141,8 @@ class ReferenceBackend:
         }
         if options.get("config"):
             out["config"] = str(options["config"])
+        if options.get("earcon") == "on":
+            out["earcon"] = "on"
         return out
 
     def open_in_process(self, options: Mapping[str, str], sample_rate_hz: int) -> InProcessAgent:
@@ -161,6 +173,8 @@ class ReferenceBackend:
             argv += ["--fault", options["fault"]]
         if options.get("config"):
             argv += ["--config", str(options["config"])]
+        if options.get("earcon") == "on":
+            argv += ["--earcon"]
         return argv
 
 

@@ -52,6 +52,7 @@ EVENT_TYPES: dict[str, int] = {
     "loop_stall": 21,
     "turn_summary": 22,
     "speculation": 23,
+    "earcon": 24,
 }
 """Reference-agent telemetry name -> EVENT type id (u8). Ids 128..254 are for vendors' own
 events; an id without a name here decodes as ``"event_<id>"`` (and encodes back)."""

@@ -93,6 +93,7 @@ enum {
     TYMPAN_EV_LOOP_STALL = 21,
     TYMPAN_EV_TURN_SUMMARY = 22,
     TYMPAN_EV_SPECULATION = 23,
+    TYMPAN_EV_EARCON = 24,
     TYMPAN_EV_VENDOR_FIRST = 128 /* 128..254: your own events */
 };
 

@@ -257,6 +257,20 @@ class HarnessSession:
 
     # --- turns ------------------------------------------------------------------------------
 
+    def call(self, stimuli: Sequence[Utterance | str], *, test: str = "") -> Any:
+        """Play `stimuli` back to back in one session of the rig: one capture, a whole call,
+        measured as a recorded call is (`harness.scenario.call.run_call`). Not judged by the
+        contracts nor written to results.json: the test asserts what it needs."""
+        from harness.scenario import TurnPlan, run_call
+
+        options = AnalysisOptions(dry_path=dry_path(self.rig))
+        plans = [
+            TurnPlan(stimulus=self.corpus.by_id(s) if isinstance(s, str) else s, analysis=options)
+            for s in stimuli
+        ]
+        name = test or "+".join(p.stimulus.id for p in plans)
+        return run_call(self.rig, self.dut, plans, out_dir=self.out_dir / "calls" / slug(name))
+
     def turn(
         self,
         stimulus: Utterance | str,

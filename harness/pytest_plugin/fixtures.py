@@ -101,11 +101,22 @@ def turn(
 
 
 class Conversation:
-    """Several turns in a row on one DUT (no reuse of earlier turns): ``say(...)``."""
+    """Several turns in a row on one DUT (no reuse of earlier turns): ``say(...)`` plays and
+    judges one turn at a time; ``call(...)`` plays them back to back in one capture."""
 
-    def __init__(self, play: Callable[..., TurnOutcome]) -> None:
+    def __init__(
+        self, play: Callable[..., TurnOutcome], call: Callable[..., Any] | None = None
+    ) -> None:
         self._play = play
+        self._call = call
         self.turns: list[TurnOutcome] = []
+
+    def call(self, *stimuli: Utterance | str) -> Any:
+        """Play `stimuli` as one call: one session, one capture, every turn measured the way
+        a recorded call is (`harness.scenario.CallResult`; not judged by the contracts)."""
+        if self._call is None:
+            raise RuntimeError("this Conversation was made without a call player")
+        return self._call(stimuli)
 
     def say(
         self,
@@ -133,7 +144,10 @@ def conversation(
         _attach(request, tympan_session, outcome)
         return outcome
 
-    return Conversation(play)
+    def call(stimuli: Any) -> Any:
+        return tympan_session.call(list(stimuli), test=request.node.nodeid)
+
+    return Conversation(play, call)
 
 
 def _attach(request: pytest.FixtureRequest, session: HarnessSession, outcome: TurnOutcome) -> None:

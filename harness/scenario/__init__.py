@@ -8,6 +8,8 @@ Map:
     live    EarWatcher: the ear watched while a session streams (reply onset, quiet)
     turn    TurnPlan, run_turn -> TurnResult, TurnTimeout; AnalysisPool (analysis in a worker
             process, overlapping the next turn)
+    call    run_call -> CallResult: several turns in one session, one capture, measured as
+            a recorded call is (harness.conversation)
 
 ::
 
@@ -16,6 +18,7 @@ Map:
         result.metrics.ttfa_ms, result.timeout, result.paths["capture_wav"]
 """
 
+from harness.scenario.call import CallResult, CallTurn, run_call
 from harness.scenario.duts import (
     ENTRY_POINT_GROUP,
     Dut,
@@ -31,6 +34,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FORMS",
     "AnalysisPool",
+    "CallResult",
+    "CallTurn",
     "Dut",
     "DutError",
     "DutSpec",
@@ -42,5 +47,6 @@ __all__ = [
     "load_backend",
     "open_dut",
     "parse_dut_spec",
+    "run_call",
     "run_turn",
 ]

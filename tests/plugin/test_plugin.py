@@ -136,9 +136,18 @@ def test_barge_in_and_conversation(pytester: pytest.Pytester):
             a = conversation.say("sq01_time")
             b = conversation.say("sq01_time")
             assert a.name != b.name and len(conversation.turns) == 2
+
+        def test_one_call(conversation):
+            # Back to back in one capture, measured as a recorded call (not judged).
+            call = conversation.call("sq01_time", "sq03_timer")
+            assert len(call.turns) == 2 and call.paths["capture_wav"].is_file()
+            for t in call.turns:
+                assert t.metrics.discard is None, t.metrics.discard
+                assert 550 < t.metrics.ttfa_ms < 900, t.metrics.ttfa_ms
+            assert call.turns[1].metrics.context_segments  # the first reply
         """
     )
-    pytester.runpytest_subprocess(*SIM, "--tympan-out=out").assert_outcomes(passed=2)
+    pytester.runpytest_subprocess(*SIM, "--tympan-out=out").assert_outcomes(passed=3)
     r = results(pytester)
     barge = r["turns"][0]
     assert barge["barge_in_offset_ms"] == 400

@@ -178,6 +178,40 @@ def test_scripted_is_refused_on_loopback(rig):
         open_dut("scripted", rig)
 
 
+def test_a_whole_call_in_one_capture(rig, corpus, tmp_path):
+    """Three turns back to back in one session (run_call): one capture, every turn measured
+    the way a recorded call is. The delay bot answers each exactly 700 ms after its speech
+    end, and the turns after the first have the previous reply before them (context)."""
+    from harness.scenario import run_call
+
+    spec = parse_dut_spec(f'cmd:"{sys.executable} {BOT} --delay-ms 700"')
+    ids = ["sq01_time", "sq09_rain_tomorrow", "sq03_timer"]
+    plans = [TurnPlan(stimulus=corpus.by_id(u)) for u in ids]
+    with open_dut(spec, rig, log_dir=tmp_path / "dut") as dut:
+        for attempt in range(1, 4):
+            call = run_call(rig, dut, plans, out_dir=tmp_path / f"call{attempt}")
+            if not call.capture.status.xrun_count:
+                break
+    assert call.paths["capture_wav"].exists() and call.paths["turns_jsonl"].exists()
+    assert len(call.turns) == 3
+    ends, lags = [], []
+    for i, t in enumerate(call.turns):
+        m = t.metrics
+        assert t.timeout is None and m.discard is None, (i, t.timeout, m.discard)
+        lags.append(m.speech_end_s * FS - t.speech_end_sample)
+        if not call.capture.status.xrun_count:
+            assert m.ttfa_ms == pytest.approx(700.0, abs=1.0), (i, m.ttfa_ms)
+        else:  # a late JACK cycle costs the bot up to a period per cycle (assert_delay)
+            assert 699.0 < m.ttfa_ms < 700.0 + call.capture.status.xrun_count * PERIOD / FS * 1e3
+        if i:
+            assert m.context_segments, (i, m.segments)  # the previous reply
+        ends.append(m.speech_end_s)
+    assert ends == sorted(ends)
+    # Each stimulus was found where it was scheduled, to the sample: the ref lags the mouth
+    # timeline by the graph's one period, the same for every turn.
+    assert all(abs(lag - PERIOD) < 1.5 for lag in lags), lags
+
+
 def test_a_stalled_stream_raises_turn_timeout_with_the_capture_saved(rig, corpus, tmp_path):
     """The rig's JACK client stops processing mid-turn (deactivated from another thread):
     no block arrives any more, and the turn ends with TurnTimeout instead of hanging.

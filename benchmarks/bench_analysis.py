@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from harness.analysis import analyze_capture
+from harness.analysis import AnalysisOptions, analyze_capture
 from harness.groundtruth import (
     Condition,
     Sources,
@@ -288,6 +288,9 @@ def run_conversation_accuracy(turns: int, only: str | None, seed_base: int) -> N
             t = build_turn(cond, src, rng)
             fs = t.sample_rate_hz
             common = {"speech_end_s": t.speech_end_s, "barge_in": t.barge_in_clip}
+            if cond.ttfa_range_ms[0] < 0 and cond.rt60_s is None and cond.leakage_db is None:
+                # The ear holds the DUT's output alone: what a loopback or a line says.
+                common["options"] = AnalysisOptions(dry_path=True)
             m = analyze_capture(t.capture, fs, t.stimulus, fs, **common)
             mr = analyze_capture(t.capture, fs, t.stimulus, fs, reply_reference=t.reply, **common)
             for mm in (m, mr):

@@ -112,7 +112,9 @@ class TurnMetrics:
         (the rule: AnalysisOptions.filler_max_s); equal to ttfa_ms without a filler.
     content_onset_s: where the answer after a filler starts; None without a filler.
     stimulus_warp_ms: the ref's copy of the stimulus is this much shorter (-) or longer (+)
-        than the file before its speech end (audio lost or stretched on the way); 0 intact.
+        than the file before its speech end (audio lost or stretched on the way); 0 intact
+        (or concealed: same length); None when it is not the file's but its start was not
+        found, so how much went missing is not known.
     """
 
     ttfa_ms: float | None
@@ -138,7 +140,7 @@ class TurnMetrics:
     overlap_ms: float | None = None
     ttfa_content_ms: float | None = None
     content_onset_s: float | None = None
-    stimulus_warp_ms: float = 0.0
+    stimulus_warp_ms: float | None = 0.0
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -337,20 +339,29 @@ def measure_turn(
     speech_end = al.speech_end
     base["stimulus_onset_s"] = (stim_lag + stim_first) / fs
     base["speech_end_s"] = speech_end / fs
-    if al.by != "whole" or abs(al.warp_samples) > 1.0:
-        warp_ms = al.warp_samples / fs * 1000
-        base["stimulus_warp_ms"] = warp_ms
-        how = "less" if warp_ms < 0 else "more"
-        notes.append(
-            f"the ref holds {abs(warp_ms):.1f} ms {how} of the stimulus than the file before "
-            "its speech end (audio lost, concealed or stretched on the way): the speech end "
-            + (
-                "is placed by the whole stimulus"
-                if al.by == "whole"
-                else f"is aligned on the stimulus' last {'0.5' if al.by == 'tail' else '0.2'} "
-                f"s of speech (confidence {al.confidence:.2f})"
-            )
+    if al.by != "whole" or (al.warp_samples is not None and abs(al.warp_samples) > 1.0):
+        how_placed = (
+            "is placed by the whole stimulus"
+            if al.by == "whole"
+            else f"is aligned on the stimulus' last {'0.5 s' if al.by == 'tail' else '0.1-0.2 s'}"
+            f" of speech (confidence {al.confidence:.2f})"
         )
+        if al.warp_samples is None:
+            base["stimulus_warp_ms"] = None
+            notes.append(
+                "the ref's copy of the stimulus is not the file's (audio lost, concealed or "
+                "stretched on the way) and its start was not found, so how much went missing "
+                f"is not known: the speech end {how_placed}"
+            )
+        else:
+            warp_ms = al.warp_samples / fs * 1000
+            base["stimulus_warp_ms"] = warp_ms
+            how = "less" if warp_ms < 0 else "more"
+            notes.append(
+                f"the ref holds {abs(warp_ms):.1f} ms {how} of the stimulus than the file "
+                f"before its speech end (audio lost, concealed or stretched on the way): the "
+                f"speech end {how_placed}"
+            )
     if _clipped(ref):
         notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
 
@@ -492,9 +503,8 @@ def measure_turn(
                 residual, body, onset, base.get("reply_drift_ppm"), clip_at, fs
             )
             if note:
-                notes.append(note)
-            base.pop("stop_latency_ms", None)
-            base.pop("residual_ms", None)
+                # The ear's segments (with their own refusals) stand instead.
+                notes.append(f"{note}; the stop latency is the ear's segments'")
             if stop is not None:
                 base["stop_latency_ms"] = (stop - clip_at.onset) / fs * 1000
                 base["residual_ms"] = residual_after(
@@ -511,19 +521,29 @@ def measure_turn(
         base["gaps_ms"] = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(segs)]
         base["reply_end_s"] = segs[-1][1]
     else:
-        if early and _hears_mouth(ear, ref, fit_lo, int(early[0].start), fs):
-            # The agent talked over the user while the ear also heard the user: its first
-            # sound is mixed with what the leakage fit left of the user's voice (and was in
-            # the fit itself), so where it started cannot be told blind.
+        if early and (not opt.dry_path or _hears_mouth(ear, ref, fit_lo, int(early[0].start), fs)):
+            # The ear's sound began before the user's speech ended. Where the ear hears only
+            # the DUT (dry_path: a loopback, a line) that sound is the agent talking over the
+            # user, timed below. Elsewhere it may be anything (a burst of noise, another
+            # talker, a fan coming on: a -500 ms "TTFA" at confidence 1 was seen), or the
+            # agent under what the leakage fit left of the user's voice: its overlap is
+            # measured, its onset is not reported as a TTFA.
             s = early[0]
+            why = (
+                "the ear also hears the mouth, so its onset is not timed blind"
+                if opt.dry_path
+                else "whether it is the agent is not known from the ear alone (the ear may "
+                "hold other sound)"
+            )
             return _discarded(
                 base,
                 f"{EARLY_REPLY}: sound at the ear from {s.start / fs + _offset_s:.3f} s, before "
                 f"the user's speech ended at {speech_end / fs + _offset_s:.3f} s, lasting "
-                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talked over the "
-                "user); its onset is not timed blind while the ear hears the mouth (give the "
-                "reply reference)",
+                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talking over the "
+                f"user?); {why}: give the reply reference, or --dry-path when the ear is the "
+                "agent's output alone",
                 segments=[[s.start / fs, s.end / fs]],
+                overlap_ms=(speech_end - s.start) / fs * 1000,
             )
         if not reply_segs:
             return _discarded(

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from harness.analysis import AnalysisOptions
     from harness.conversation import FileCapture, analyze_conversation, caller_turns
 
     capture = FileCapture(args.capture)
@@ -34,7 +35,8 @@ def _analyze(args: argparse.Namespace) -> int:
                 f"{args.capture}: has {n_ch} channel(s), so there is no {name} channel {ch}; "
                 "a capture needs a ref and an ear channel (--ref-channel, --ear-channel)"
             )
-    capture.validate()
+    capture.validate(args.ref_channel, args.ear_channel)
+    _READ.clear()  # files are read afresh on every call of the command
     notes: list[str] = []
     stimuli = list(args.stimulus or [])
     if args.conversation and stimuli:
@@ -62,7 +64,15 @@ def _analyze(args: argparse.Namespace) -> int:
             rr = read_audio(args.reply_reference, role="reply reference")
             turns[0] = dataclasses.replace(turns[0], reply_reference=rr)
     else:
-        turns = caller_turns(capture, ref_channel=args.ref_channel)
+        try:
+            turns = caller_turns(capture, ref_channel=args.ref_channel)
+        except InputError as err:
+            raise InputError(f"{args.capture}: {err}") from err
+        if not turns:
+            raise InputError(
+                f"{args.capture}: no --stimulus given and no caller speech found in ref channel "
+                f"{args.ref_channel} (expected utterances of 150 ms or more above its noise)"
+            )
         notes.append(
             f"no --stimulus: the ref channel is the caller; {len(turns)} utterance(s) found, "
             "each one a turn whose speech end is where its sound ends"
@@ -76,6 +86,7 @@ def _analyze(args: argparse.Namespace) -> int:
             turns,
             ref_channel=args.ref_channel,
             ear_channel=args.ear_channel,
+            options=AnalysisOptions(dry_path=args.dry_path),
             progress=progress,
         )
     except InputError as err:
@@ -105,9 +116,15 @@ def _progress(done: int, total: int) -> None:
 
 
 def _stimulus_turn(
-    path: str | Path, speech_end: float | None, barge: tuple | None, notes: list[str]
+    path: str | Path,
+    speech_end: float | None,
+    barge: tuple | None,
+    notes: list[str],
+    *,
+    what: str = "--speech-end",
 ) -> TurnSpec:
-    """A turn for a stimulus file: its speech end from the option, else the corpus label."""
+    """A turn for a stimulus file: its speech end from the option (named `what` in an
+    error), else the corpus label."""
     from harness.conversation import TurnSpec
 
     stim, stim_rate = _read_cached(Path(path), "stimulus")
@@ -115,8 +132,7 @@ def _stimulus_turn(
     if speech_end is not None:
         if not 0 <= speech_end <= stim_dur:
             raise InputError(
-                f"{path}: --speech-end {speech_end:g} s is outside the file "
-                f"(it lasts {stim_dur:.3f} s)"
+                f"{path}: {what} {speech_end:g} s is outside the file (it lasts {stim_dur:.3f} s)"
             )
     else:
         utt = _corpus_label(Path(path))
@@ -166,15 +182,23 @@ def _manifest_turns(path: Path, barge: tuple | None) -> list[TurnSpec]:
                 f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(MANIFEST_KEYS)}"
             )
         se = item.get("speech_end_s")
-        if se is not None and (not isinstance(se, int | float) or not math.isfinite(se)):
+        if se is not None and (
+            isinstance(se, bool) or not isinstance(se, int | float) or not math.isfinite(se)
+        ):
             raise InputError(f"{where}: speech_end_s must be a number of seconds, got {se!r}")
+        for key in ("stimulus", "barge_in", "reply_reference", "name"):
+            value = item.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InputError(f"{where}: {key} must be a file name (text), got {value!r}")
         notes: list[str] = []
-        turn = _stimulus_turn(path.parent / str(item["stimulus"]), se, barge, notes)
+        turn = _stimulus_turn(
+            path.parent / item["stimulus"], se, barge, notes, what=f"{where}: speech_end_s"
+        )
         if item.get("barge_in"):
-            clip = _read_cached(path.parent / str(item["barge_in"]), "barge-in clip")
+            clip = _read_cached(path.parent / item["barge_in"], "barge-in clip")
             turn = dataclasses.replace(turn, barge_in=clip)
         if item.get("reply_reference"):
-            rr = read_audio(path.parent / str(item["reply_reference"]), role="reply reference")
+            rr = read_audio(path.parent / item["reply_reference"], role="reply reference")
             turn = dataclasses.replace(turn, reply_reference=rr)
         if item.get("name"):
             turn = dataclasses.replace(turn, name=str(item["name"]))
@@ -261,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the DUT's own output audio: locate it by correlation (sample-exact)",
     )
     p.add_argument("--barge-in", metavar="CLIP.wav", help="the barge-in clip played mid-reply")
+    p.add_argument(
+        "--dry-path",
+        action="store_true",
+        help="the ear channel is the agent's output alone (a loopback, a line recording): "
+        "sound before the speech end is then the agent talking over the user (a negative "
+        "TTFA), and a barge-in's stop is where the sound ends",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_analyze)
 

@@ -29,7 +29,13 @@ import numpy as np
 import scipy.signal as ss
 import soundfile as sf
 
-from harness.analysis import LOW_CONFIDENCE, AnalysisOptions, TurnMetrics, analyze_capture
+from harness.analysis import (
+    LOW_CONFIDENCE,
+    NO_REPLY,
+    AnalysisOptions,
+    TurnMetrics,
+    analyze_capture,
+)
 from harness.errors import InputError
 from harness.signal.activity import (
     FRAME_S,
@@ -134,9 +140,11 @@ class FileCapture:
                 yield start, x
                 start += len(x)
 
-    def validate(self) -> None:
-        """InputError for NaN/inf samples or a file of digital silence (named, with where)."""
+    def validate(self, ref_channel: int = 0, ear_channel: int = 1) -> None:
+        """InputError for NaN/inf samples, a file of digital silence, or a silent ref or ear
+        channel (named, with where)."""
         any_sound = False
+        sound = np.zeros(self.channels, dtype=bool)
         for start, x in self.blocks():
             bad = ~np.isfinite(x).all(axis=1)
             if bad.any():
@@ -145,10 +153,20 @@ class FileCapture:
                     f"{self.path}: contains NaN or infinite samples (first at sample {at}, "
                     f"{at / self.sample_rate_hz:.3f} s); the capture must be finite audio"
                 )
-            any_sound = any_sound or bool(np.any(x))
+            sound |= np.any(x != 0, axis=0)
+            any_sound = bool(sound.any())
         if not any_sound:
             raise InputError(
                 f"{self.path}: is all zeros (digital silence); the capture must hold sound"
+            )
+        if 0 <= ref_channel < self.channels and not sound[ref_channel]:
+            raise InputError(
+                f"{self.path}: ref channel {ref_channel} is all zeros: nothing was played or "
+                "looped back"
+            )
+        if 0 <= ear_channel < self.channels and not sound[ear_channel]:
+            raise InputError(
+                f"{self.path}: ear channel {ear_channel} is all zeros: the ear heard nothing at all"
             )
 
 
@@ -180,10 +198,13 @@ class ConversationTurn:
     name: str
     metrics: TurnMetrics
     window_s: tuple[float, float]
+    barge_in: bool = False
+    """A barge-in clip was given for this turn (its keys are in the JSON, null if unmeasured)."""
 
     def to_json(self) -> dict:
         d = {"turn": self.index, "stimulus": self.name}
-        d.update(self.metrics.to_json(barge_in=self.metrics.barge_in_onset_s is not None))
+        with_clip = self.barge_in or self.metrics.barge_in_onset_s is not None
+        d.update(self.metrics.to_json(barge_in=with_clip))
         d["window_s"] = [round(self.window_s[0], 6), round(self.window_s[1], 6)]
         return d
 
@@ -225,6 +246,10 @@ def find_stimulus(
         found = align_stimulus(ref, stim, fs, min(se, n - 1), first, search=(0, step))
         if isinstance(found, StimulusAlignment):
             return pos + int(round(found.onset_lag))
+        if found.peak >= 0.8 and found.sidelobe >= 0.8 * found.peak:
+            # It plays here, twice (or more) alike: which one is this turn's is not known,
+            # and a later block holding only the second would hand over the wrong one.
+            return found
         if found.confidence > best.confidence or best.peak == 0.0:
             best = found
         pos += step
@@ -287,9 +312,11 @@ def analyze_conversation(
     for i, (spec, stim, at) in enumerate(zip(turns, stims, starts, strict=True)):
         name = spec.name or f"turn {i + 1}"
         later = [s for s in starts[i + 1 :] if s is not None]
+        rr, clip = spec.reply_reference, spec.barge_in
         if at is None:
             metrics = _not_found(fs, name, ref_channel, misses.get(i), i > 0)
-            out.append(ConversationTurn(i + 1, name, metrics, (prev_end / fs, prev_end / fs)))
+            window_s = (prev_end / fs, prev_end / fs)
+            out.append(ConversationTurn(i + 1, name, metrics, window_s, clip is not None))
             if progress:
                 progress(i + 1, len(turns))
             continue
@@ -300,8 +327,23 @@ def analyze_conversation(
         hi = speech_end + int(max_reply_s * fs)
         if later:
             hi = min(hi, later[0] - int(0.02 * fs))
+        if i + 1 < len(starts) and starts[i + 1] is None and spec.barge_in is None:
+            # The next stimulus played but was not found: without this bound this turn
+            # would take that turn's reply for the rest of its own.
+            hi = min(hi, _next_ref_sound(source, ref_channel, at + len(stim), hi))
         hi = max(min(hi, source.frames), min(source.frames, at + len(stim)))
         window = source.read(lo, hi)
+        if not np.any(window[:, ear_channel]):
+            # A silent ear in this turn's window is this turn's missing reply, not bad input.
+            metrics = TurnMetrics.refused(
+                f"{NO_REPLY}: the ear channel is all zeros from {lo / fs:.3f} to {hi / fs:.3f} s",
+                fs,
+            )
+            out.append(ConversationTurn(i + 1, name, metrics, (lo / fs, hi / fs), clip is not None))
+            prev_end = speech_end
+            if progress:
+                progress(i + 1, len(turns))
+            continue
         rr, clip = spec.reply_reference, spec.barge_in
         search = ((at - lo) / fs - 0.1, (at - lo) / fs + 0.1)
         try:
@@ -328,13 +370,13 @@ def analyze_conversation(
         if spec.stimulus_rate_hz != fs:
             m.notes.insert(0, f"stimulus resampled from {spec.stimulus_rate_hz} Hz to {fs} Hz")
         if spec.speech_end_confidence < 1.0:
-            m = _with_speech_end_confidence(m, spec.speech_end_confidence)
+            m = _with_speech_end_confidence(m, spec.speech_end_confidence, options)
         if not later and speech_end + int(max_reply_s * fs) < source.frames:
             m.notes.append(
                 f"the reply was followed for {max_reply_s:g} s after the speech end only "
                 f"(the capture goes on to {source.frames / fs:.1f} s)"
             )
-        out.append(ConversationTurn(i + 1, name, m, (lo / fs, hi / fs)))
+        out.append(ConversationTurn(i + 1, name, m, (lo / fs, hi / fs), clip is not None))
         prev_end = int(round((m.speech_end_s or speech_end / fs) * fs))
         if progress:
             progress(i + 1, len(turns))
@@ -345,6 +387,13 @@ def _not_found(
     fs: int, name: str, ref_channel: int, best: Match | None, after: bool
 ) -> TurnMetrics:
     figures = "" if best is None else f"peak {best.peak:.2f}, sidelobe {best.sidelobe:.2f}; "
+    if best is not None and best.peak >= 0.8 and best.sidelobe >= 0.8 * best.peak:
+        return TurnMetrics.refused(
+            f"{LOW_CONFIDENCE}: stimulus plays more than once alike in ref channel "
+            f"{ref_channel} ({figures}within one search block), so which is this turn's is not "
+            f"known ({name})",
+            fs,
+        )
     return TurnMetrics.refused(
         f"{LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
         f"{'after the previous turn ' if after else ''}({figures}need a clear peak), nor the "
@@ -353,9 +402,41 @@ def _not_found(
     )
 
 
-def _with_speech_end_confidence(m: TurnMetrics, c: float) -> TurnMetrics:
+def _with_speech_end_confidence(
+    m: TurnMetrics, c: float, options: AnalysisOptions | None
+) -> TurnMetrics:
+    """`m` with its confidence capped by its speech end's; refused below the minimum."""
+    need = (options or AnalysisOptions()).min_confidence
+    if m.discard is None and c < need:
+        return dataclasses.replace(
+            m,
+            ttfa_ms=None,
+            confidence=0.0,
+            discard=(
+                f"{LOW_CONFIDENCE}: the caller's speech end, found from the ref's activity, is "
+                f"not sharp enough to time from (confidence {c:.2f} < {need:.2f}: the caller's "
+                "speech stands less than 27 dB above the ref's noise)"
+            ),
+        )
     notes = [*m.notes, f"speech end found from the ref's activity (confidence {c:.2f})"]
     return dataclasses.replace(m, confidence=min(m.confidence, c), notes=notes)
+
+
+def _next_ref_sound(source: CaptureSource, ref_channel: int, after: int, until: int) -> int:
+    """First sample after `after` (before `until`) where the ref has sound again: 50 ms
+    frames 30 dB over the quietest ones, 0.3 s past `after` (the stimulus' own tail)."""
+    fs = source.sample_rate_hz
+    lo = after + int(0.3 * fs)
+    if until <= lo:
+        return until
+    x = source.read(lo, until)[:, ref_channel].astype(np.float64)
+    frame = max(1, int(0.05 * fs))
+    n = len(x) // frame
+    if n == 0:
+        return until
+    p = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
+    loud = np.flatnonzero(p > max(float(np.min(p)), 1e-12) * 1e3)
+    return lo + int(loud[0]) * frame if loud.size else until
 
 
 def caller_turns(
@@ -374,6 +455,10 @@ def caller_turns(
     1, the blind onset's scale): a soft last sound hides in noise the same way.
     """
     fs = source.sample_rate_hz
+    if fs < 4000:
+        raise InputError(
+            f"a capture at {fs} Hz holds no speech band (120 Hz-6 kHz): expected 4000 Hz or more"
+        )
     frame, hop = max(1, int(FRAME_S * fs)), max(1, int(HOP_S * fs))
     sos = ss.butter(2, [120.0, min(6000.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
     zi = np.zeros((sos.shape[0], 2))

@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.analysis import analyze_capture
+from harness.analysis import AnalysisOptions, analyze_capture
 from harness.errors import InputError
 from harness.groundtruth import Condition, SyntheticTurn, _resample, make_turn
 from harness.signal.resample import first_sound
@@ -273,12 +273,31 @@ def test_agent_talking_over_the_user_is_a_negative_ttfa(sources, before_s):
     """The agent talking over the user is a result, not a discard: blind mode reports the
     negative TTFA and how long the reply overlapped the user's speech."""
     capture, fs, stim, user, rep = _early_reply_capture(sources, before_s)
-    m = analyze_capture(capture, fs, stim, fs, speech_end_s=user.speech_end_s)
+    dry = AnalysisOptions(dry_path=True)  # the ear holds the DUT's output alone
+    m = analyze_capture(capture, fs, stim, fs, speech_end_s=user.speech_end_s, options=dry)
     truth_ms = -before_s * 1000 + first_sound(rep) / fs * 1000
     assert m.discard is None, m.discard
     assert abs(m.ttfa_ms - truth_ms) < 2.0, (m.ttfa_ms, truth_ms)
     assert m.overlap_ms == pytest.approx(-m.ttfa_ms)
     assert any("talked over the user" in n for n in m.notes), m.notes
+
+
+def test_sound_before_the_speech_end_on_an_unknown_path_is_measured_not_timed(sources):
+    """Without dry_path the ear may hold anything (a burst of noise, another talker): the
+    overlap is measured and the turn refused (reply_before_speech_end), never a TTFA."""
+    capture, fs, stim, user, rep = _early_reply_capture(sources, 0.5)
+    m = analyze_capture(capture, fs, stim, fs, speech_end_s=user.speech_end_s)
+    assert m.ttfa_ms is None and m.discard.startswith("reply_before_speech_end"), m.discard
+    assert m.overlap_ms == pytest.approx(500.0 - first_sound(rep) / fs * 1000, abs=3.0)
+    # A burst of white noise over the end of the question, the reply 1 s after it: the
+    # burst is not taken for a reply starting 500 ms early.
+    capture, fs, stim, user, rep = _early_reply_capture(sources, -1.0)
+    rng = np.random.default_rng(3)
+    burst = capture.copy()
+    end = int(0.5 * fs + user.speech_end_s * fs)
+    burst[end - fs // 2 : end + int(0.4 * fs), 1] += 0.05 * rng.standard_normal(int(0.9 * fs))
+    m = analyze_capture(burst, fs, stim, fs, speech_end_s=user.speech_end_s)
+    assert m.ttfa_ms is None and m.discard.startswith("reply_before_speech_end"), m.discard
 
 
 @pytest.mark.parametrize("before_s", [0.5, 0.1])

@@ -31,6 +31,7 @@ from harness.groundtruth import (
 )
 from harness.signal.activity import frame_power, quiet_frames
 from harness.signal.align import StimulusAlignment, align_stimulus
+from harness.signal.resample import resample
 
 
 def _turn(sources, condition: Condition, seed: int, **kw):
@@ -258,3 +259,69 @@ def test_a_stimulus_that_never_plays_is_a_refusal_not_a_shift():
     assert results[2].metrics.discard.startswith("low_confidence: stimulus not found")
     for r, truth in zip(results[:2] + results[3:], c.truths, strict=True):
         assert abs(r.metrics.ttfa_ms - truth.ttfa_ms) < 1.0
+
+
+def test_a_stimulus_played_twice_alike_is_refused_not_guessed():
+    """The same stimulus twice within one search block: which one is this turn's is not
+    known, so the turn is refused (never the later copy)."""
+    src = corpus_sources(16000)
+    c = make_conversation(Condition("call", sample_rate_hz=16000), src, np.random.default_rng(14))
+    fs = c.sample_rate_hz
+    first = _specs(c)[0]
+    twice = [first, first]  # played once in the call's first turn: the second is not there
+    results = analyze_conversation(ArrayCapture(c.capture, fs), twice)
+    assert results[0].metrics.discard is None
+    assert results[1].metrics.discard.startswith("low_confidence: stimulus not found")
+    # Two copies of one stimulus 3 s apart, searched from before both: refused as ambiguous.
+    q = next(x for x in src.questions if x.name == "sq01_time")  # 1.6 s long
+    x = resample(q.samples, q.sample_rate_hz, fs)
+    cap = np.zeros((12 * fs, 2), dtype=np.float32)
+    cap[fs : fs + len(x), 0] = x
+    cap[4 * fs : 4 * fs + len(x), 0] = x
+    cap[:, 1] = 1e-3 * np.random.default_rng(1).standard_normal(len(cap))
+    spec = TurnSpec(x, fs, q.speech_end_s, "twice")
+    r = analyze_conversation(ArrayCapture(cap, fs), [spec])[0]
+    assert r.metrics.discard.startswith("low_confidence: stimulus plays more than once"), r
+
+
+def test_an_unfound_stimulus_does_not_lend_its_reply_to_the_turn_before():
+    src = corpus_sources(16000)
+    c = make_conversation(Condition("call", sample_rate_hz=16000), src, np.random.default_rng(15))
+    specs = _specs(c)
+    other = next(q for q in src.questions if q.name not in c.names)
+    specs[2] = TurnSpec(other.samples, other.sample_rate_hz, other.speech_end_s, "wrong file")
+    results = analyze_conversation(ArrayCapture(c.capture, c.sample_rate_hz), specs)
+    assert results[2].metrics.discard.startswith("low_confidence")
+    # Turn 2's reply ends before turn 3's question starts.
+    assert results[1].metrics.reply_end_s < c.truths[2].speech_end_s - 0.3
+    assert results[1].window_s[1] < c.truths[2].speech_end_s
+
+
+def test_a_turn_whose_ear_is_silent_is_no_reply_not_an_error():
+    src = corpus_sources(16000)
+    c = make_conversation(Condition("call", sample_rate_hz=16000), src, np.random.default_rng(16))
+    cap = c.capture.copy()
+    cut = int((c.truths[1].speech_end_s - 0.2) * c.sample_rate_hz)
+    cut_end = int((c.truths[2].speech_end_s - 1.0) * c.sample_rate_hz)
+    cap[cut:cut_end, 1] = 0.0  # the ear heard nothing around turn 2
+    results = analyze_conversation(ArrayCapture(cap, c.sample_rate_hz), _specs(c))
+    assert len(results) == 5
+    assert results[0].metrics.discard is None and results[3].metrics.discard is None
+
+
+def test_caller_turns_below_the_confidence_minimum_are_refused():
+    """A caller whose speech stands only ~26 dB over the ref's noise: the speech end found by
+    activity is not trusted (confidence < 0.3): refused, never a number."""
+    src = corpus_sources(16000)
+    c = make_conversation(Condition("call", sample_rate_hz=16000), src, np.random.default_rng(17))
+    cap = c.capture.copy()
+    rms = float(np.sqrt(np.mean(cap[:, 0] ** 2)))
+    cap[:, 0] += rms * 10 ** (-22 / 20) * np.random.default_rng(2).standard_normal(len(cap))
+    source = ArrayCapture(cap, c.sample_rate_hz)
+    turns = caller_turns(source)
+    results = analyze_conversation(source, turns)
+    for t, r in zip(turns, results, strict=True):
+        if t.speech_end_confidence < 0.3:
+            assert r.metrics.ttfa_ms is None and r.metrics.discard.startswith("low_confidence")
+        else:
+            assert r.metrics.confidence <= t.speech_end_confidence

@@ -137,6 +137,18 @@ def files(tmp_path_factory, sources) -> dict:
     f["missing_stim"] = str(d / "missing_stim.json")
     (d / "not_json.json").write_text("{turns: nope")
     f["not_json"] = str(d / "not_json.json")
+    (d / "bool_end.json").write_text(
+        json.dumps({"turns": [{"stimulus": "turn1.wav", "speech_end_s": True}]})
+    )
+    f["bool_end"] = str(d / "bool_end.json")
+    (d / "number_stim.json").write_text(json.dumps({"turns": [{"stimulus": 5}]}))
+    f["number_stim"] = str(d / "number_stim.json")
+    silent_ref = call.capture.copy()
+    silent_ref[:, 0] = 0.0
+    f["silent_ref"] = _write(d / "silent_ref.wav", silent_ref, 16000)
+    noise_ref = call.capture.copy()
+    noise_ref[:, 0] = 1e-3 * np.random.default_rng(3).standard_normal(len(noise_ref))
+    f["noise_ref"] = _write(d / "noise_ref.wav", noise_ref, 16000)
     return f
 
 
@@ -185,6 +197,10 @@ def _commands(f: dict) -> dict[str, list[str]]:
         "manifest_unknown_key": [f["call"], "--conversation", f["bad_key"]],
         "manifest_missing_stimulus": [f["call"], "--conversation", f["missing_stim"]],
         "manifest_not_json": [f["call"], "--conversation", f["not_json"]],
+        "manifest_bool_speech_end": [f["call"], "--conversation", f["bool_end"]],
+        "manifest_number_stimulus": [f["call"], "--conversation", f["number_stim"]],
+        "silent_ref": [f["silent_ref"], "--stimulus", f["call_stims"][0]],
+        "caller_without_speech": [f["noise_ref"]],
         "speech_end_with_two": [
             f["call"],
             "--stimulus",
@@ -219,6 +235,10 @@ BAD_INPUT = {
     "manifest_missing_stimulus": None,
     "manifest_not_json": "not_json",
     "speech_end_with_two": None,
+    "manifest_bool_speech_end": "bool_end",
+    "manifest_number_stimulus": "number_stim",
+    "silent_ref": "silent_ref",
+    "caller_without_speech": "noise_ref",
 }
 
 

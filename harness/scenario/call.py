@@ -79,7 +79,8 @@ def run_call(
     """Play `plans` one after another in one session of `rig` with `dut`; save one capture
     (capture.wav), each turn's measurement (turns.jsonl, in order) and the telemetry
     (events.jsonl) in `out_dir`. Raises `TurnTimeout` only when the stream stalls (the
-    capture so far is saved)."""
+    capture so far is saved). The first plan's `analysis` options apply to every turn;
+    turns after the session ran out of capacity are not played (nor in the result)."""
     if not plans:
         raise ValueError("run_call needs at least one TurnPlan")
     t0 = time.monotonic()
@@ -107,6 +108,8 @@ def run_call(
             states.append(st)
             notes.append([])
             _stream(session, st, stim, clip, notes[-1])
+            if st.phase == "settle" or (st.timeout or "").startswith("the session's capacity"):
+                break  # nothing more can be played in this session
     except _Stalled as exc:
         stalled = str(exc)
     finally:
@@ -132,8 +135,11 @@ def run_call(
             f"call of {len(plans)} turns: {stalled} (turn {len(states)}); is the audio server "
             f"running? capture so far saved to {paths['capture_wav']}"
         )
+    # Only turns whose stimulus was played are measured (a session that ran out stops early).
+    states = [st for st in states if st.phase != "settle"]
+    notes = notes[: len(states)]
     specs = []
-    for st, (stim, clip) in zip(states, audio, strict=True):
+    for st, (stim, clip) in zip(states, audio, strict=False):
         played = clip[st.clip_from :] if clip is not None and st.barge_at is not None else None
         specs.append(
             TurnSpec(

@@ -121,8 +121,8 @@ def align_stimulus(
     # the tail, with more of the tail before it than after, moves the tail's peak with the
     # whole's, so the speech end is only trusted where its own last part lines up.
     end = _speech_end_part(ref, stim, fs, se, first_sound, base, radius)
-    if end is None:
-        return _best_end_match(ref, stim, fs, se, first_sound, base, radius)
+    if isinstance(end, Match):
+        return end
     if end == "here" and agree:
         # The whole lines up with its larger part; if that is not the head, the head
         # says where the stimulus started (and how much went missing after it).
@@ -159,13 +159,14 @@ def _speech_end_part(
     first_sound: int,
     base: float,
     radius: int,
-) -> str | tuple[int, float, Match] | None:
+) -> str | tuple[int, float, Match] | Match:
     """Whether the speech's last part lies where the stimulus placed at `base` puts it.
 
     For the last 0.2, 0.15 and 0.1 s (the shorter ones when a stretch was lost inside the
     longer): "here" when the part's normalised correlation at that place is 0.8 or more;
     (part start in `stim`, its lag in `ref`, match) when it is clearly elsewhere within
-    `radius`; None when no such part is found.
+    `radius`; when no such part is found, the longest part's best match near `base` (for
+    the refusal's figures).
     """
     for part_s in _END_PARTS_S:
         lo = max(first_sound, se - int(part_s * fs))
@@ -179,19 +180,6 @@ def _speech_end_part(
         found = _near(ref, part, fs, at, radius)
         if found is not None and abs(found[0] - at) > _AGREE_SAMPLES:
             return lo, found[0], found[1]
-    return None
-
-
-def _best_end_match(
-    ref: np.ndarray,
-    stim: np.ndarray,
-    fs: int,
-    se: int,
-    first_sound: int,
-    base: float,
-    radius: int,
-) -> Match:
-    """The speech's last part's best match near `base` (for the refusal's figures)."""
     lo = max(first_sound, se - int(_END_PARTS_S[0] * fs))
     at = base + lo
     return locate(ref, stim[lo:se], fs, search=(max(0, int(at) - radius), int(at) + radius + 1))

@@ -251,7 +251,49 @@ def reference_stop(
     # The whitener smears each sample over the next `order` ones, so a reference that ends
     # where the DUT stopped peaks that much after its end: no stop is later than the last
     # sample of the reference itself.
-    return float(min(w_lo + k + 1, int(n[ok].max()) + 1)), None
+    ref_end = int(n[ok].max()) + 1 - w_lo
+    k = min(k, ref_end - 1)
+    if not _peak_resolved(total, k - onset, ref_end - onset, d, x, scale, held_out, fs):
+        return None, (
+            "stop latency not measured: the reply reference does not pin the stop to 5 ms "
+            "(the ear's other sound and the room's ring are as loud as what it still holds "
+            "of the reply there)"
+        )
+    return float(w_lo + k + 1), None
+
+
+def _peak_resolved(
+    total: np.ndarray,
+    k: int,
+    end: int,
+    d: np.ndarray,
+    x: np.ndarray,
+    scale: float,
+    held_out: slice,
+    fs: int,
+    resolution_s: float = 0.005,
+) -> bool:
+    """Whether the running sum's peak `k` pins the stop to `resolution_s`.
+
+    Its noise is the increments' scatter on the held-out part of the reply (summed over
+    1 ms blocks, so that correlated samples count as what they are), as one standard
+    deviation of a 5 ms sum. At the reference's own end (within 5 ms of it) the sum must
+    still rise over the last 5 ms: the ear held the reference up to its end. Before it, the
+    peak must stand that much above the sum 5 ms before and 5 ms after it: the ear stopped
+    holding a reference that went on. The rest (a peak the ear's other sound moved, in a
+    room whose ring is louder than what is left of the reply) is refused.
+    """
+    nu = d[held_out] - scale * x[held_out] ** 2
+    b = max(1, int(0.001 * fs))
+    nb = len(nu) // b
+    m = int(resolution_s * fs)
+    if nb < 8 or k - m < 0:
+        return False
+    margin = float(np.sqrt(np.var(nu[: nb * b].reshape(nb, b).sum(axis=1)) * m / b))
+    rise = total[k] - total[k - m]
+    if k + m >= min(end, len(total)):
+        return rise > 0
+    return rise >= margin and total[k] - total[k + m] >= margin
 
 
 def _whitener(x: np.ndarray, order: int = 24) -> np.ndarray | None:

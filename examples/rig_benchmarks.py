@@ -137,12 +137,12 @@ def xruns(dut: str, turns: int, seconds: float) -> dict:
     """Consecutive turns on the loopback rig with a DUT in its own process."""
     from harness.analysis import analyze_capture
     from harness.corpus import Corpus
-    from harness.groundtruth import _resample
     from harness.rigs import open_rig
+    from harness.signal.resample import resample
 
     fs = 48000
     questions = Corpus.load().by_category("short_question")
-    stims = [(_resample(u.load(), u.sample_rate_hz, fs).astype(np.float32), u) for u in questions]
+    stims = [(resample(u.load(), u.sample_rate_hz, fs).astype(np.float32), u) for u in questions]
     rows = []
     name = "bench-dut"
     with open_rig("loopback", use_cache=False) as rig:

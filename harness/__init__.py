@@ -6,7 +6,7 @@ Map:
     harness.analysis    capture (+ stimulus, + reply reference, + barge-in clip) -> TurnMetrics
     harness.corpus      the utterance corpus: manifest, labels, validation
     harness.groundtruth synthetic turns with exactly known timing (tests, benchmarks, demo)
-    harness.cli         the `tympan` command
+    harness.cli         the `tympan` command (one subcommand a module)
 """
 
 from harness.errors import HarnessError, InputError

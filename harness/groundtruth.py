@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 import scipy.signal as ss
 
+from harness.signal.resample import first_sound as _first_sound
+from harness.signal.resample import resample as _resample
+
 SPEED_OF_SOUND_M_S = 343.0
 
 
@@ -131,13 +134,6 @@ class SyntheticTurn:
     barge_in_clip: np.ndarray | None
     truth: Truth
     condition: Condition
-
-
-def _resample(x: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    if from_hz == to_hz:
-        return np.asarray(x, dtype=np.float64)
-    g = math.gcd(from_hz, to_hz)
-    return ss.resample_poly(np.asarray(x, dtype=np.float64), to_hz // g, from_hz // g)
 
 
 def _stretch(x: np.ndarray, ppm: float) -> np.ndarray:
@@ -246,12 +242,6 @@ def _cut(s: Speech, fs: int) -> np.ndarray:
     """The speech of `s` at `fs`, cut at its labels (what a DUT plays, from its first sound)."""
     x = _resample(s.samples, s.sample_rate_hz, fs)
     return x[int(round(s.speech_start_s * fs)) : int(round(s.speech_end_s * fs)) + 1]
-
-
-def _first_sound(x: np.ndarray) -> int:
-    """First sample within 50 dB of the peak (the analysis' rule for a clean recording)."""
-    mag = np.abs(x)
-    return int(np.argmax(mag >= mag.max() * 10 ** (-50 / 20))) if mag.size else 0
 
 
 def lossy(stim: np.ndarray, fs: int, lost_ms: float, kind: str, at: int) -> tuple[np.ndarray, int]:

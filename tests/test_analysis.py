@@ -16,8 +16,9 @@ import pytest
 
 from harness.analysis import AnalysisOptions, analyze_capture
 from harness.errors import InputError
-from harness.groundtruth import Condition, SyntheticTurn, _resample, make_turn
+from harness.groundtruth import Condition, SyntheticTurn, make_turn
 from harness.signal.resample import first_sound
+from harness.signal.resample import resample as _resample
 
 CONTRACT_KEYS = {
     "ttfa_ms",

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.signal as ss
 
-from harness.groundtruth import SPEED_OF_SOUND_M_S, _resample
+from harness.groundtruth import SPEED_OF_SOUND_M_S
 from harness.rigs.base import (
     ProfileError,
     RigBase,
@@ -39,6 +39,7 @@ from harness.rigs.base import (
     Xrun,
 )
 from harness.rigs.profile import RigProfile
+from harness.signal.resample import resample
 
 PRA_OFFSET_SAMPLES = 40
 """Constant delay of every path, samples: pyroomacoustics's frac_delay_length // 2 (81 // 2),
@@ -251,7 +252,7 @@ def load_reply(spec: str, sample_rate_hz: int, source: str = "profile") -> np.nd
         x = u.load()
         if u.is_speech:
             x = x[int(u.speech_start_s * u.sample_rate_hz) : int(u.speech_end_s * u.sample_rate_hz)]
-        return _resample(x, u.sample_rate_hz, sample_rate_hz).astype(np.float32)
+        return resample(x, u.sample_rate_hz, sample_rate_hz).astype(np.float32)
     if kind == "tone":
         try:
             hz, seconds = (float(v) for v in rest.split(":"))
@@ -518,7 +519,7 @@ def _load_noise(bed: str, fs: int, source: str) -> np.ndarray:
             f"{source}: sim.noise.bed = {bed!r} is a {u.category!r} utterance; "
             f"expected a corpus id of category 'noise': {names}"
         )
-    return _resample(u.load(), u.sample_rate_hz, fs)
+    return resample(u.load(), u.sample_rate_hz, fs)
 
 
 class _SimDriver:

@@ -1,6 +1,7 @@
 """The turn runner: DUTs on rigs, one turn at a time, with reactive barge-in.
 
 Map:
+    backends  the tympan.duts entry-point registry, DutBackend (a backend's shape)
     spec    DutSpec, parse_dut_spec: "reference[:fault=NAME]", "scripted", "jack:CLIENT",
             'cmd:"COMMAND"', each optionally ",serial=URL"
     duts    open_dut -> Dut (a context manager): the DUT a spec names, started and wired on a
@@ -18,15 +19,9 @@ Map:
         result.metrics.ttfa_ms, result.timeout, result.paths["capture_wav"]
 """
 
+from harness.scenario.backends import ENTRY_POINT_GROUP, DutBackend, backend_names, load_backend
 from harness.scenario.call import CallResult, CallTurn, run_call
-from harness.scenario.duts import (
-    ENTRY_POINT_GROUP,
-    Dut,
-    DutError,
-    backend_names,
-    load_backend,
-    open_dut,
-)
+from harness.scenario.duts import Dut, DutError, open_dut
 from harness.scenario.spec import FORMS, DutSpec, DutSpecError, parse_dut_spec
 from harness.scenario.turn import AnalysisPool, TurnPlan, TurnResult, TurnTimeout, run_turn
 
@@ -37,6 +32,7 @@ __all__ = [
     "CallResult",
     "CallTurn",
     "Dut",
+    "DutBackend",
     "DutError",
     "DutSpec",
     "DutSpecError",

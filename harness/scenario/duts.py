@@ -28,45 +28,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from harness.rigs.base import RigUnavailable
-from harness.scenario.spec import DutSpec, DutSpecError, parse_dut_spec
-
-ENTRY_POINT_GROUP = "tympan.duts"
-"""The entry-point group DUT backends register in (pyproject.toml)."""
-
-BUILTIN_KINDS = ("scripted", "jack", "cmd")
-
-_LOADED: dict[str, Any] = {}
+from harness.scenario.backends import (
+    DutSpecError,
+    load_backend,
+)
+from harness.scenario.spec import DutSpec, parse_dut_spec
 
 
 class DutError(RigUnavailable):
     """A DUT could not be started or wired; the message quotes its output and log files."""
-
-
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def backend_names() -> set[str]:
-    """Every DUT kind a spec may name: the harness's own and the registered backends."""
-    return set(BUILTIN_KINDS) | set(_entry_points())
-
-
-def load_backend(name: str) -> Any:
-    """The backend object registered as `name` in ``tympan.duts`` (loaded once)."""
-    if name not in _LOADED:
-        eps = _entry_points()
-        if name not in eps:
-            raise DutSpecError(
-                f"no DUT backend {name!r} in the {ENTRY_POINT_GROUP!r} entry points (registered: "
-                f"{', '.join(sorted(eps)) or 'none'}); is tympan installed (pip install -e .)?"
-            )
-        _LOADED[name] = eps[name].load()
-    return _LOADED[name]
 
 
 def rig_kind(rig: Any) -> str:

@@ -18,11 +18,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from harness.errors import InputError
+from harness.scenario.backends import DutSpecError, backend_names, load_backend
 
-
-class DutSpecError(InputError):
-    """A DUT spec that cannot be parsed or names something that does not exist."""
+__all__ = ["FORMS", "DutSpec", "DutSpecError", "parse_dut_spec"]
 
 
 FORMS = (
@@ -77,8 +75,6 @@ def _expected(faults: tuple[str, ...] | None = None) -> str:
 def parse_dut_spec(text: str) -> DutSpec:
     """Parse a DUT spec (see the module docstring); raises `DutSpecError` naming the spec,
     what was expected (the forms, and for ``fault=`` the fault names) and what was seen."""
-    from harness.scenario.duts import backend_names, load_backend
-
     raw = text
     if not isinstance(text, str) or not text.strip():
         raise DutSpecError(f"--dut {raw!r}: empty DUT spec; {_expected()}")

@@ -25,7 +25,6 @@ saved; only a stalled stream (no audio blocks at all) raises `TurnTimeout`.
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.signal as ss
 import soundfile as sf
 
 from harness.analysis import NO_REPLY, AnalysisOptions, TurnMetrics, analyze_capture
@@ -42,6 +40,7 @@ from harness.corpus import Utterance
 from harness.errors import HarnessError, InputError
 from harness.rigs.base import Capture, SessionError
 from harness.scenario.live import EarWatcher
+from harness.signal.resample import resample
 
 READ_TIMEOUT_S = 2.0
 """A real-time stream that delivers no block for this long has stalled (TurnTimeout)."""
@@ -186,11 +185,7 @@ class TurnResult:
 
 
 def _audio(u: Utterance, fs: int) -> np.ndarray:
-    x = u.load()
-    if u.sample_rate_hz != fs:
-        g = math.gcd(u.sample_rate_hz, fs)
-        x = ss.resample_poly(x, fs // g, u.sample_rate_hz // g)
-    return np.asarray(x, dtype=np.float32)
+    return resample(u.load(), u.sample_rate_hz, fs).astype(np.float32)
 
 
 class _Stalled(Exception):

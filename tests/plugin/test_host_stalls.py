@@ -92,7 +92,7 @@ def test_a_turn_stalled_through_every_attempt_is_not_measured(tmp_path):
 
 
 def test_tympan_run_tells_unmeasured_turns_from_broken_contracts():
-    from harness.cli_run import _failed_checks
+    from harness.cli.run import _failed_checks
 
     def turn(name, *checks):
         return {

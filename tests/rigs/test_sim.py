@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from harness.groundtruth import _resample
 from harness.rigs import AudioRig, SessionError, open_rig
 from harness.rigs.profile import load_profile
 from harness.rigs.sim import ScriptedDut, SimRig
 from harness.signal import fit_drift, locate, refine_lag
+from harness.signal.resample import resample
 from tests.rigs.helpers import sim_profile
 
 FS = 48000
@@ -22,7 +22,7 @@ def speech():
     from harness.corpus import Corpus
 
     u = Corpus.load().by_id("sq10_paris")
-    return _resample(u.load(), u.sample_rate_hz, FS).astype(np.float32), u
+    return resample(u.load(), u.sample_rate_hz, FS).astype(np.float32), u
 
 
 def test_sim_rig_satisfies_the_protocol():

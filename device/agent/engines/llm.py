@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from device.agent.config import LlmConfig
-from device.agent.engines import Message
+from device.agent.engines.base import Message
 from device.agent.errors import EngineError
 
 # Phrases that, said on their own, ask the agent to be quiet: answered with silence. Only

@@ -3,7 +3,7 @@
 `add_parser` registers the ``corpus`` command on the main CLI's subparsers. Each subcommand's
 ``func`` takes the parsed `argparse.Namespace` and returns the exit status: 0 when all is well,
 2 for a problem with the input (an unreadable manifest, a corpus that fails validation).
-``python -m harness.cli_corpus …`` runs the same commands without the main CLI.
+``python -m harness.cli.corpus …`` runs the same commands without the main CLI.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _as_json(u: hc.Utterance) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``corpus …`` on its own (``python -m harness.cli_corpus list``)."""
+    """Run ``corpus …`` on its own (``python -m harness.cli.corpus list``)."""
     parser = argparse.ArgumentParser(prog="tympan")
     subparsers = parser.add_subparsers(dest="command")
     add_parser(subparsers)

@@ -1,7 +1,8 @@
-"""The `tympan` command.
+"""`tympan analyze`: measure the turns of a recorded capture.
 
-Every subcommand returns an exit status: 0 when it did its job, 2 for bad input (a one-line
-message naming the file, port, device or key; no traceback).
+One --stimulus: one turn, one JSON object. Several (in the order played) or a --conversation
+manifest: every turn, one JSON object per line. None: the ref channel is the caller.
+Definitions in docs/measurement.md.
 """
 
 from __future__ import annotations
@@ -11,16 +12,65 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import __version__
 from harness.audiofile import read_audio
 from harness.errors import InputError
 
 if TYPE_CHECKING:
     from harness.conversation import TurnSpec
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The ``analyze`` subcommand."""
+    p = subparsers.add_parser(
+        "analyze",
+        help="measure TTFA (and barge-in stop latency) in a recorded capture",
+        description=(
+            "Measure the turns in CAPTURE (a WAV with a ref and an ear channel): time from the "
+            "end of the user's speech at the mouth to the first sound of the reply at the ear. "
+            "One --stimulus: one turn, one JSON object. Several (in the order played) or a "
+            "--conversation manifest: every turn, one JSON object per line. None: the ref "
+            "channel is the caller, each of its utterances a turn."
+        ),
+    )
+    p.add_argument("capture", help="the capture WAV (ref and ear channels, one sample clock)")
+    p.add_argument(
+        "--stimulus",
+        action="append",
+        metavar="STIM.wav",
+        help="an utterance that was played (WAV); repeat it for each turn, in order",
+    )
+    p.add_argument(
+        "--conversation",
+        metavar="MANIFEST.json",
+        help='the turns as JSON: {"turns": [{"stimulus": FILE, "speech_end_s": S, '
+        '"barge_in": FILE, "reply_reference": FILE, "name": TEXT}, ...]}, files relative to it',
+    )
+    p.add_argument(
+        "--speech-end",
+        type=float,
+        metavar="SECONDS",
+        help="end of speech in the stimulus, seconds (default: corpus label, else detected)",
+    )
+    p.add_argument("--ref-channel", type=int, default=0, metavar="N", help="default 0")
+    p.add_argument("--ear-channel", type=int, default=1, metavar="M", help="default 1")
+    p.add_argument(
+        "--reply-reference",
+        metavar="REPLY.wav",
+        help="the DUT's own output audio: locate it by correlation (sample-exact)",
+    )
+    p.add_argument("--barge-in", metavar="CLIP.wav", help="the barge-in clip played mid-reply")
+    p.add_argument(
+        "--dry-path",
+        action="store_true",
+        help="the ear channel is the agent's output alone (a loopback, a line recording): "
+        "sound before the speech end is then the agent talking over the user (a negative "
+        "TTFA), and a barge-in's stop is where the sound ends",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_analyze)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -237,98 +287,3 @@ def _summary(m) -> str:  # noqa: ANN001 - TurnMetrics
             lines.append(f"  stop latency       {m.stop_latency_ms:9.1f} ms")
             lines.append(f"  residual audio     {m.residual_ms:9.1f} ms")
     return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tympan",
-        description="Hardware-in-the-loop test harness for streaming voice agents.",
-    )
-    parser.add_argument("--version", action="version", version=f"tympan {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = subparsers.add_parser(
-        "analyze",
-        help="measure TTFA (and barge-in stop latency) in a recorded capture",
-        description=(
-            "Measure the turns in CAPTURE (a WAV with a ref and an ear channel): time from the "
-            "end of the user's speech at the mouth to the first sound of the reply at the ear. "
-            "One --stimulus: one turn, one JSON object. Several (in the order played) or a "
-            "--conversation manifest: every turn, one JSON object per line. None: the ref "
-            "channel is the caller, each of its utterances a turn."
-        ),
-    )
-    p.add_argument("capture", help="the capture WAV (ref and ear channels, one sample clock)")
-    p.add_argument(
-        "--stimulus",
-        action="append",
-        metavar="STIM.wav",
-        help="an utterance that was played (WAV); repeat it for each turn, in order",
-    )
-    p.add_argument(
-        "--conversation",
-        metavar="MANIFEST.json",
-        help='the turns as JSON: {"turns": [{"stimulus": FILE, "speech_end_s": S, '
-        '"barge_in": FILE, "reply_reference": FILE, "name": TEXT}, ...]}, files relative to it',
-    )
-    p.add_argument(
-        "--speech-end",
-        type=float,
-        metavar="SECONDS",
-        help="end of speech in the stimulus, seconds (default: corpus label, else detected)",
-    )
-    p.add_argument("--ref-channel", type=int, default=0, metavar="N", help="default 0")
-    p.add_argument("--ear-channel", type=int, default=1, metavar="M", help="default 1")
-    p.add_argument(
-        "--reply-reference",
-        metavar="REPLY.wav",
-        help="the DUT's own output audio: locate it by correlation (sample-exact)",
-    )
-    p.add_argument("--barge-in", metavar="CLIP.wav", help="the barge-in clip played mid-reply")
-    p.add_argument(
-        "--dry-path",
-        action="store_true",
-        help="the ear channel is the agent's output alone (a loopback, a line recording): "
-        "sound before the speech end is then the agent talking over the user (a negative "
-        "TTFA), and a barge-in's stop is where the sound ends",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_analyze)
-
-    # subcommands
-    from harness import cli_corpus
-
-    cli_corpus.add_parser(subparsers)
-    from harness.rigs import cli as rigs_cli
-
-    rigs_cli.add_parsers(subparsers)
-    from harness import cli_device
-
-    cli_device.add_parsers(subparsers)
-    from harness import cli_run
-
-    cli_run.add_parser(subparsers)
-    from harness import cli_report
-
-    cli_report.add_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args))
-    except InputError as err:
-        print(f"tympan: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tympan: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -69,7 +69,7 @@ class ChunkingRules:
     max_tokens: int = 40
     max_gap_ms: float = 400.0
     max_queue_depth: int = 8
-    max_loop_stall_ms: float = 250.0
+    max_loop_stall_ms: float = 120.0
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.errors import InputError
 
-SUITE_DIR = Path(__file__).resolve().parent / "conformance"
+SUITE_DIR = Path(__file__).resolve().parent.parent / "conformance"
 
 
 def add_parser(subparsers: Any) -> None:

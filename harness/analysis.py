@@ -29,30 +29,25 @@ import numpy as np
 
 from harness.bargein import ClipAt, blind_stop, locate_clip, reference_stop, residual_after
 from harness.errors import InputError
-from harness.signal.activity import (
-    Activity,
-    Segment,
-    detect_activity,
-    frame_power,
-    speech_band,
+from harness.reasons import Discard
+from harness.reply import (
+    ReplyAt,
+    blind_onset,
+    content_segment,
+    hears_mouth,
+    leakage_floor,
+    locate_reply,
+    noise_level,
+    rings_before,
 )
+from harness.signal.activity import Activity, Segment, detect_activity
 from harness.signal.align import StimulusAlignment, align_stimulus
-from harness.signal.bands import band_weights, filterbank, refine_boundary
-from harness.signal.correlate import locate, refine_lag
-from harness.signal.decay import decay_db_per_s, ring_down
+from harness.signal.correlate import locate
+from harness.signal.decay import ring_down
 from harness.signal.drift import correct_drift, fit_drift
 from harness.signal.leakage import LeakageFit, remove_leakage
-from harness.signal.resample import first_sound as _first_sound
-from harness.signal.resample import mono as _mono
-from harness.signal.resample import resample as _resample
-
-# Discard reasons (the `discard` field); each message starts with one of these words.
-NO_REPLY = "no_reply"
-EARLY_REPLY = "reply_before_speech_end"
-LOW_CONFIDENCE = "low_confidence"
-CLIPPED = "clipped"
-TOO_NOISY = "too_noisy"
-TOO_QUIET = "too_quiet"
+from harness.signal.levels import clipped, reply_free_until
+from harness.signal.resample import first_sound, mono, resample
 
 
 @dataclass(frozen=True)
@@ -111,6 +106,10 @@ class TurnMetrics:
     ttfa_content_ms: speech end -> the first sound of the answer itself, after a filler
         (the rule: AnalysisOptions.filler_max_s); equal to ttfa_ms without a filler.
     content_onset_s: where the answer after a filler starts; None without a filler.
+    ring_down_ms: the room's ring-down found before the end of the interrupted reply's sound
+        (a barge-in's blind stop is then refused); None without one.
+    stop_refused: why a barge-in's stop latency was not measured (for people); None when it
+        was, or without a barge-in.
     stimulus_warp_ms: the ref's copy of the stimulus is this much shorter (-) or longer (+)
         than the file before its speech end (audio lost or stretched on the way); 0 intact
         (or concealed: same length); None when it is not the file's but its start was not
@@ -141,7 +140,14 @@ class TurnMetrics:
     ttfa_content_ms: float | None = None
     content_onset_s: float | None = None
     stimulus_warp_ms: float | None = 0.0
+    ring_down_ms: float | None = None
+    stop_refused: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def discard_reason(self) -> Discard | None:
+        """The typed reason of `discard` (None when measured)."""
+        return Discard.of(self.discard)
 
     @classmethod
     def refused(cls, discard: str, sample_rate_hz: int) -> TurnMetrics:
@@ -174,32 +180,6 @@ def _round(v: object) -> object:
     if isinstance(v, float):
         return round(v, 6) if math.isfinite(v) else None
     return v
-
-
-def _clipped(x: np.ndarray, level: float = 0.999, run: int = 3) -> bool:
-    """True when `run` or more consecutive samples sit at full scale."""
-    hot = np.abs(x) >= level
-    if hot.sum() < run:
-        return False
-    # Length of the longest run of hot samples.
-    d = np.diff(np.concatenate(([0], hot.astype(np.int8), [0])))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    return bool(np.max(ends - starts) >= run)
-
-
-def _discarded(base: dict, reason: str, **extra: object) -> TurnMetrics:
-    base = {**base, **extra}
-    return TurnMetrics(
-        ttfa_ms=None,
-        confidence=0.0,
-        speech_end_s=base.pop("speech_end_s", None),
-        reply_onset_s=base.pop("reply_onset_s", None),
-        reply_end_s=base.pop("reply_end_s", None),
-        segments=base.pop("segments", []),
-        gaps_ms=base.pop("gaps_ms", []),
-        discard=reason,
-        **base,
-    )
 
 
 def analyze_capture(
@@ -244,6 +224,85 @@ def shift_metrics(m: TurnMetrics, offset_s: float) -> TurnMetrics:
     return dataclasses.replace(m, **changes)
 
 
+class _Refused(Exception):
+    """A step's refusal: the turn is discarded for `reason` (with `detail` for people);
+    `fields` are what the refusing step still measured (its segments, an overlap)."""
+
+    def __init__(self, reason: Discard, detail: str, **fields: Any) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.message = f"{reason}: {detail}"
+        self.fields = fields
+
+
+@dataclass
+class _Turn:
+    """One turn on its way through the steps: the inputs, what each step found (the fields
+    of TurnMetrics it fills, by the same names), and the arrays the next steps work on."""
+
+    opt: AnalysisOptions
+    fs: int
+    offset_s: float
+    ref: np.ndarray
+    ear: np.ndarray
+    stim: np.ndarray
+    speech_end_in_stim_s: float
+    ref_channel: int
+    notes: list[str]
+    found: dict[str, Any] = field(default_factory=dict)
+    """TurnMetrics fields found so far, by name."""
+    # Set by the steps, in order:
+    stim_lag: float = 0.0
+    stim_first: int = 0
+    speech_end: float = 0.0
+    fit_lo: int = 0
+    fit_hi: int = 0
+    residual: np.ndarray | None = None
+    leak: LeakageFit | None = None
+    clip_at: ClipAt | None = None
+    profile: Callable[[np.ndarray], np.ndarray] | None = None
+    act: Activity | None = None
+    noise_spans: list[tuple[int, int]] = field(default_factory=list)
+    early: list[Segment] = field(default_factory=list)
+    reply_segs: list[Segment] = field(default_factory=list)
+    seg_power: float = 0.0
+    level_dbfs: float = 0.0
+
+    def at(self, sample: float) -> str:
+        """A capture sample as seconds on the caller's timeline (for messages)."""
+        return f"{sample / self.fs + self.offset_s:.3f} s"
+
+    def refused(self, message: str, fields: dict[str, Any]) -> TurnMetrics:
+        got = {"mode": "blind", "sample_rate_hz": self.fs, "notes": self.notes}
+        got.update(self.found)
+        got.update(fields)
+        return TurnMetrics(
+            ttfa_ms=None,
+            confidence=0.0,
+            speech_end_s=got.pop("speech_end_s", None),
+            reply_onset_s=got.pop("reply_onset_s", None),
+            reply_end_s=got.pop("reply_end_s", None),
+            segments=got.pop("segments", []),
+            gaps_ms=got.pop("gaps_ms", []),
+            discard=message,
+            **got,
+        )
+
+    def measured(self, onset: float, confidence: float) -> TurnMetrics:
+        got = {"mode": "blind", "sample_rate_hz": self.fs, "notes": self.notes}
+        got.update(self.found)
+        return TurnMetrics(
+            ttfa_ms=(onset - self.speech_end) / self.fs * 1000,
+            confidence=confidence,
+            speech_end_s=got.pop("speech_end_s"),
+            reply_onset_s=onset / self.fs,
+            reply_end_s=got.pop("reply_end_s", None),
+            segments=got.pop("segments", []),
+            gaps_ms=got.pop("gaps_ms", []),
+            discard=None,
+            **got,
+        )
+
+
 def measure_turn(
     capture: np.ndarray,
     sample_rate_hz: int,
@@ -272,8 +331,44 @@ def measure_turn(
     returns a TurnMetrics with `discard` set when the input is valid but the answer would
     not be trustworthy.
     """
-    opt = options or AnalysisOptions()
-    fs = int(sample_rate_hz)
+    t = _read_inputs(
+        capture,
+        int(sample_rate_hz),
+        stimulus,
+        stimulus_rate_hz,
+        speech_end_s,
+        ref_channel,
+        ear_channel,
+        options or AnalysisOptions(),
+        _offset_s,
+    )
+    try:
+        _place_stimulus(t, stimulus_search_s)
+        _remove_mouth(t)
+        _find_sound(t, barge_in, barge_in_rate_hz)
+        if reply_reference is not None:
+            onset, confidence = _onset_by_reference(t, reply_reference, reply_reference_rate_hz)
+        else:
+            onset, confidence = _onset_blind(t)
+    except _Refused as refusal:
+        return t.refused(refusal.message, refusal.fields)
+    _after_onset(t, onset)
+    return t.measured(onset, confidence)
+
+
+def _read_inputs(
+    capture: np.ndarray,
+    fs: int,
+    stimulus: np.ndarray,
+    stimulus_rate_hz: int,
+    speech_end_s: float | None,
+    ref_channel: int,
+    ear_channel: int,
+    opt: AnalysisOptions,
+    offset_s: float,
+) -> _Turn:
+    """The capture's ref and ear, the stimulus at the capture's rate and its speech end;
+    InputError for what cannot be analysed at all."""
     notes: list[str] = []
     capture = np.asarray(capture)
     if capture.ndim != 2:
@@ -298,12 +393,12 @@ def measure_turn(
     if not np.any(ear):
         raise InputError(f"ear channel {ear_channel} is all zeros: the ear heard nothing at all")
 
-    stim = _mono(stimulus)
+    stim = mono(stimulus)
     if not np.all(np.isfinite(stim)) or not np.any(stim):
         raise InputError("stimulus is silent or contains NaN")
     if stimulus_rate_hz != fs:
         stim_dur = len(stim) / stimulus_rate_hz
-        stim = _resample(stim, stimulus_rate_hz, fs)
+        stim = resample(stim, stimulus_rate_hz, fs)
         notes.append(f"stimulus resampled from {stimulus_rate_hz} Hz to {fs} Hz")
     else:
         stim_dur = len(stim) / fs
@@ -317,28 +412,40 @@ def measure_turn(
         raise InputError(
             f"speech end {speech_end_s:.3f} s is outside the stimulus (0..{stim_dur:.3f} s)"
         )
+    return _Turn(
+        opt=opt,
+        fs=fs,
+        offset_s=offset_s,
+        ref=ref,
+        ear=ear,
+        stim=stim,
+        speech_end_in_stim_s=speech_end_s,
+        ref_channel=ref_channel,
+        notes=notes,
+    )
 
-    base: dict = {"mode": "blind", "sample_rate_hz": fs, "notes": notes}
 
-    # 1. Where did the stimulus play, and where did its speech end land? (ref channel)
-    stim_first = _first_sound(stim)
+def _place_stimulus(t: _Turn, search_s: tuple[float, float] | None) -> None:
+    """Step 1: where the stimulus played in the ref, and where its speech end landed (and
+    how much of it the ref lacks, when its copy is not the file's)."""
+    fs, found = t.fs, t.found
+    t.stim_first = first_sound(t.stim)
     search = None
-    if stimulus_search_s is not None:
-        search = (int(stimulus_search_s[0] * fs), int(stimulus_search_s[1] * fs) + 1)
-    al = align_stimulus(ref, stim, fs, speech_end_s * fs, stim_first, search=search)
+    if search_s is not None:
+        search = (int(search_s[0] * fs), int(search_s[1] * fs) + 1)
+    al = align_stimulus(t.ref, t.stim, fs, t.speech_end_in_stim_s * fs, t.stim_first, search=search)
+    found["stimulus_confidence"] = al.confidence
     if not isinstance(al, StimulusAlignment):
-        base["stimulus_confidence"] = al.confidence
-        return _discarded(
-            base,
-            f"{LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
+        raise _Refused(
+            Discard.LOW_CONFIDENCE,
+            f"stimulus not found in ref channel {t.ref_channel} "
             f"(peak {al.peak:.2f}, sidelobe {al.sidelobe:.2f}; need a clear peak), nor the "
             "last 0.5 s of its speech",
         )
-    base["stimulus_confidence"] = al.confidence
-    stim_lag = al.onset_lag
-    speech_end = al.speech_end
-    base["stimulus_onset_s"] = (stim_lag + stim_first) / fs
-    base["speech_end_s"] = speech_end / fs
+    t.stim_lag = al.onset_lag
+    t.speech_end = al.speech_end
+    found["stimulus_onset_s"] = (t.stim_lag + t.stim_first) / fs
+    found["speech_end_s"] = t.speech_end / fs
     if al.by != "whole" or (al.warp_samples is not None and abs(al.warp_samples) > 1.0):
         how_placed = (
             "is placed by the whole stimulus"
@@ -347,27 +454,32 @@ def measure_turn(
             f" of speech (confidence {al.confidence:.2f})"
         )
         if al.warp_samples is None:
-            base["stimulus_warp_ms"] = None
-            notes.append(
+            found["stimulus_warp_ms"] = None
+            t.notes.append(
                 "the ref's copy of the stimulus is not the file's (audio lost, concealed or "
                 "stretched on the way) and its start was not found, so how much went missing "
                 f"is not known: the speech end {how_placed}"
             )
         else:
             warp_ms = al.warp_samples / fs * 1000
-            base["stimulus_warp_ms"] = warp_ms
+            found["stimulus_warp_ms"] = warp_ms
             how = "less" if warp_ms < 0 else "more"
-            notes.append(
+            t.notes.append(
                 f"the ref holds {abs(warp_ms):.1f} ms {how} of the stimulus than the file "
                 f"before its speech end (audio lost, concealed or stretched on the way): the "
                 f"speech end {how_placed}"
             )
-    if _clipped(ref):
-        notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
+    if clipped(t.ref):
+        t.notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
 
-    # 2. Ear clock drift (from the leakage, when the ear hears the mouth) and leakage removal.
-    fit_lo = int(stim_lag + stim_first)
-    fit_hi = _reply_free_until(ear, int(speech_end), fs)
+
+def _remove_mouth(t: _Turn) -> None:
+    """Step 2: the ear's clock drift (from the mouth's leakage, when the ear hears the
+    mouth) undone where that removes more of it, and the leakage removed (`t.residual`)."""
+    fs, opt, ref = t.fs, t.opt, t.ref
+    t.fit_lo = fit_lo = int(t.stim_lag + t.stim_first)
+    t.fit_hi = fit_hi = reply_free_until(t.ear, int(t.speech_end), fs)
+    ear = t.ear
     residual, leak = remove_leakage(
         ear, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
     )
@@ -384,7 +496,7 @@ def measure_turn(
             and drift.residual_samples < 2.0
             and abs(drift.drift_ppm) > 3 * drift.stderr_ppm
         ):
-            base["ear_drift_ppm"] = drift.drift_ppm
+            t.found["ear_drift_ppm"] = drift.drift_ppm
             corrected = correct_drift(ear, drift.drift_ppm)
             fixed, fixed_leak = remove_leakage(
                 corrected, ref, (fit_lo, fit_hi), fs, response_s=opt.leakage_response_s
@@ -394,201 +506,272 @@ def measure_turn(
             # and the residue it leaves hides the reply's onset: then it is not applied.
             if fixed_leak.reduction_db >= leak.reduction_db - 0.5:
                 ear, residual, leak = corrected, fixed, fixed_leak
-                notes.append(f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref corrected")
+                t.notes.append(f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref corrected")
             else:
-                notes.append(
+                t.notes.append(
                     f"ear clock drift {drift.drift_ppm:+.1f} ppm vs ref found but not corrected: "
                     f"undoing it removed less of the mouth's leakage "
                     f"({fixed_leak.reduction_db:.1f} dB, not {leak.reduction_db:.1f} dB)"
                 )
         elif drift is not None and abs(drift.drift_ppm) > 3 * drift.stderr_ppm:
-            base["ear_drift_ppm"] = drift.drift_ppm
-    base["leakage_reduction_db"] = leak.reduction_db
+            t.found["ear_drift_ppm"] = drift.drift_ppm
+    t.ear, t.residual, t.leak = ear, residual, leak
+    t.found["leakage_reduction_db"] = leak.reduction_db
 
-    # 3. The reply: activity in the leakage-free ear.
-    clip_at: ClipAt | None = None
+
+def _find_sound(t: _Turn, barge_in: np.ndarray | None, barge_in_rate_hz: int | None) -> None:
+    """Step 3: the sound in the leakage-free ear: what is context (before the user's speech
+    ended), what is the reply, the barge-in's blind stop, and the reply's level and SNR."""
+    fs, opt, found, notes = t.fs, t.opt, t.found, t.notes
+    assert t.residual is not None and t.leak is not None
     if barge_in is not None:
-        found_clip = locate_clip(barge_in, barge_in_rate_hz or fs, fs, ref, stim_lag)
+        found_clip = locate_clip(barge_in, barge_in_rate_hz or fs, fs, t.ref, t.stim_lag)
         if isinstance(found_clip, str):
             notes.append(found_clip)
         else:
-            clip_at = found_clip
-            base["barge_in_onset_s"] = clip_at.onset / fs
-    profile = None
-    if leak.reduction_db > 0:
-        spans = [clip_at.span] if clip_at is not None else []
-        profile = _leakage_floor(residual, leak, fit_lo, fit_hi, fs, ref=ref, also=spans)
-    noise_region = (0, int(stim_lag + stim_first) - int(0.02 * fs))
+            t.clip_at = found_clip
+            found["barge_in_onset_s"] = found_clip.onset / fs
+    if t.leak.reduction_db > 0:
+        spans = [t.clip_at.span] if t.clip_at is not None else []
+        t.profile = leakage_floor(t.residual, t.leak, t.fit_lo, t.fit_hi, fs, ref=t.ref, also=spans)
+    noise_region = (0, int(t.stim_lag + t.stim_first) - int(0.02 * fs))
     # The lead-in before the stimulus holds only noise (the mouth has not played, the DUT
     # has nothing to answer yet), less whatever the DUT said before (a greeting, an earcon,
     # its previous reply): the best place to learn what the noise looks like.
-    act = detect_activity(
-        residual,
+    t.act = act = detect_activity(
+        t.residual,
         fs,
         min_gap_s=opt.min_gap_s,
-        floor_profile=profile,
+        floor_profile=t.profile,
         noise_region=noise_region,
     )
-    noise_spans: list[tuple[int, int]] = list(act.noise_spans)
-    if not noise_spans and not act.lead_context:
-        noise_spans = [noise_region]
+    t.noise_spans = list(act.noise_spans)
+    if not t.noise_spans and not act.lead_context:
+        t.noise_spans = [noise_region]
     if act.lead_context:
         quiet_s = sum(b - a for a, b in act.noise_spans) / fs
         notes.append(
             f"sound at the ear before the stimulus ({len(act.lead_context)} stretch(es), the "
-            f"last ending at {act.lead_context[-1][1] / fs + _offset_s:.3f} s): the DUT's own "
+            f"last ending at {t.at(act.lead_context[-1][1])}): the DUT's own "
             "(a greeting, an earcon, an earlier reply), left out of the noise floor"
             + (
                 f" ({quiet_s:.2f} s of quiet left to learn the noise from)"
-                if noise_spans
+                if t.noise_spans
                 else "; too little quiet left, the noise floor is the capture's quietest frames"
             )
         )
-    y = act.band
-    barge_onset_at = clip_at.onset if clip_at is not None else None
-    floor = act.floor
-    if clip_at is not None:
+    if t.clip_at is not None:
         # Timed from the segments alone, so they stand even if the TTFA is discarded.
-        _blind_barge_in(base, clip_at, act, profile, opt, fs, notes)
-    early = [
+        _blind_barge_in(t)
+    speech_end = t.speech_end
+    t.early = early = [
         s
         for s in act.segments
         if s.start < speech_end and s.end > speech_end + opt.early_reply_s * fs
     ]
-    base["context_segments"] = [
+    found["context_segments"] = [
         [s.start / fs, s.end / fs]
         for s in act.segments
         if s.start < speech_end and not (early and s.start >= early[0].start)
     ]
     # The agent talking over the user is a reply too: it starts where that sound started.
-    reply_segs = [s for s in act.segments if s.start >= (early[0].start if early else speech_end)]
-    if reply_segs and _clipped(ear[int(reply_segs[0].start) : int(reply_segs[-1].end)]):
-        return _discarded(
-            base, f"{CLIPPED}: the ear channel clips during the reply; lower the gain"
-        )
+    t.reply_segs = reply_segs = [
+        s for s in act.segments if s.start >= (early[0].start if early else speech_end)
+    ]
+    if reply_segs and clipped(t.ear[int(reply_segs[0].start) : int(reply_segs[-1].end)]):
+        raise _Refused(Discard.CLIPPED, "the ear channel clips during the reply; lower the gain")
     if reply_segs:
-        seg_power = float(
+        y = act.band
+        t.seg_power = float(
             np.mean([np.mean(y[int(s.start) : int(s.end)] ** 2) for s in reply_segs[:3]])
         )
         # SNR against the noise's loud moments when a noise-only lead-in showed them
         # (babble is 8 dB louder at its peaks than on average), else against its mean.
+        floor = act.floor
         noise_power = floor.ceiling if floor.ceiling is not None else floor.power
-        snr_db = 10 * math.log10(seg_power / max(noise_power, 1e-20))
-        base["snr_db"] = snr_db
-        level_dbfs = 10 * math.log10(max(seg_power, 1e-20))
-        base.update(
+        found["snr_db"] = 10 * math.log10(t.seg_power / max(noise_power, 1e-20))
+        t.level_dbfs = 10 * math.log10(max(t.seg_power, 1e-20))
+        found.update(
             segments=[[s.start / fs, s.end / fs] for s in reply_segs],
             gaps_ms=[(b.start - a.end) / fs * 1000 for a, b in itertools.pairwise(reply_segs)],
             reply_end_s=reply_segs[-1].end / fs,
         )
 
-    if reply_reference is not None:
-        # Reply-reference mode: the DUT's own audio, found by correlation, decides. Its
-        # evidence is the correlation peak, which holds up far below the SNR at which an
-        # energy detector gives up, so the blind checks below do not apply.
-        rr = _mono(reply_reference)
-        rr_rate = reply_reference_rate_hz or fs
-        if rr_rate != fs:
-            rr = _resample(rr, rr_rate, fs)
-            notes.append(f"reply reference resampled from {rr_rate} Hz to {fs} Hz")
-        # From the stimulus' start on: an agent that talks over the user starts before its end.
-        found = _locate_reply(residual, rr, fs, fit_lo, base)
-        if isinstance(found, str):
-            return _discarded(base, found)
-        onset, confidence = found
-        base["mode"] = "reply-reference"
-        if clip_at is not None:
-            body = rr[_first_sound(rr) :]
-            stop, note = reference_stop(
-                residual, body, onset, base.get("reply_drift_ppm"), clip_at, fs
-            )
-            if note:
-                # The ear's segments (with their own refusals) stand instead.
-                notes.append(f"{note}; the stop latency is the ear's segments'")
-            if stop is not None:
-                base["stop_latency_ms"] = (stop - clip_at.onset) / fs * 1000
-                base["residual_ms"] = residual_after(
-                    act.segments, stop, clip_at, opt.min_response_s, fs
-                )
-        # Every blind segment still sounding at the located onset or after it is the
-        # reply's (the first one starts at the onset).
-        segs = [[s.start / fs, s.end / fs] for s in act.segments if s.end > onset]
-        if segs:
-            segs[0][0] = onset / fs
-        else:
-            segs.append([onset / fs, (onset + len(rr) - _first_sound(rr)) / fs])
-        base["segments"] = segs
-        base["gaps_ms"] = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(segs)]
-        base["reply_end_s"] = segs[-1][1]
-    else:
-        if early and (not opt.dry_path or _hears_mouth(ear, ref, fit_lo, int(early[0].start), fs)):
-            # The ear's sound began before the user's speech ended. Where the ear hears only
-            # the DUT (dry_path: a loopback, a line) that sound is the agent talking over the
-            # user, timed below. Elsewhere it may be anything (a burst of noise, another
-            # talker, a fan coming on: a -500 ms "TTFA" at confidence 1 was seen), or the
-            # agent under what the leakage fit left of the user's voice: its overlap is
-            # measured, its onset is not reported as a TTFA.
-            s = early[0]
-            why = (
-                "the ear also hears the mouth, so its onset is not timed blind"
-                if opt.dry_path
-                else "whether it is the agent is not known from the ear alone (the ear may "
-                "hold other sound)"
-            )
-            return _discarded(
-                base,
-                f"{EARLY_REPLY}: sound at the ear from {s.start / fs + _offset_s:.3f} s, before "
-                f"the user's speech ended at {speech_end / fs + _offset_s:.3f} s, lasting "
-                f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talking over the "
-                f"user?); {why}: give the reply reference, or --dry-path when the ear is the "
-                "agent's output alone",
-                segments=[[s.start / fs, s.end / fs]],
-                overlap_ms=(speech_end - s.start) / fs * 1000,
-            )
-        if not reply_segs:
-            return _discarded(
-                base,
-                f"{NO_REPLY}: no sound at the ear after the user's speech ended at "
-                f"{speech_end / fs + _offset_s:.3f} s (noise floor {floor.level_db:.1f} dBFS)",
-            )
-        if level_dbfs < opt.too_quiet_dbfs:
-            return _discarded(
-                base,
-                f"{TOO_QUIET}: reply level {level_dbfs:.1f} dBFS is below "
-                f"{opt.too_quiet_dbfs:.0f} dBFS",
-            )
-        if snr_db < opt.min_snr_db:
-            return _discarded(
-                base,
-                f"{TOO_NOISY}: reply only {snr_db:.1f} dB above the noise floor "
-                f"(need {opt.min_snr_db:.0f} dB)",
-            )
-        onset_snr_db = snr_db
-        if profile is not None:
-            # Where the mouth's leakage has not rung down yet, its residue is noise too.
-            residue = float(profile(np.array([int(reply_segs[0].start)]))[0])
-            if residue > 0:
-                onset_snr_db = min(snr_db, 10 * math.log10(seg_power / residue))
-        ringing = _rings_before(y, int(reply_segs[0].start), noise_spans, fs, floor.power)
-        onset, confidence = _blind_onset(
-            residual, reply_segs, noise_spans, fs, onset_snr_db, y, ringing=ringing
-        )
-        base["segments"][0][0] = onset / fs  # one onset: the refined one
-        if confidence < opt.min_confidence:
-            return _discarded(
-                base,
-                f"{LOW_CONFIDENCE}: reply onset at {onset / fs + _offset_s:.3f} s is not sharp "
-                f"enough to time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
-                f"SNR {snr_db:.1f} dB)",
-            )
 
+def _blind_barge_in(t: _Turn) -> None:
+    """Stop latency and residual audio from the ear's segments (or why not)."""
+    assert t.act is not None and t.clip_at is not None and t.residual is not None
+    act, opt, fs = t.act, t.opt, t.fs
+    residue_at = None
+    if t.profile is not None and t.leak is not None:
+        # The interruption's residue on its own, net of the noise (the detection floor,
+        # `t.profile`, keeps the noise in: there it is the floor).
+        residue_at = leakage_floor(
+            t.residual,
+            t.leak,
+            t.fit_lo,
+            t.fit_hi,
+            fs,
+            ref=t.ref,
+            also=[t.clip_at.span],
+            net_of_power=noise_level(act.band, t.noise_spans, fs),
+        )
+
+    got = blind_stop(
+        t.clip_at,
+        act.segments,
+        act.band,
+        fs,
+        stop_silence_s=opt.stop_silence_s,
+        dry_path=opt.dry_path,
+        residue_at=residue_at,
+    )
+    if got.ring_down_ms is not None:
+        t.found["ring_down_ms"] = got.ring_down_ms
+    if got.note:
+        t.notes.append(got.note)
+        t.found["stop_refused"] = got.note
+    if got.stop is not None:
+        t.found["stop_latency_ms"] = (got.stop - t.clip_at.onset) / fs * 1000
+        t.found["residual_ms"] = residual_after(
+            act.segments, got.stop, t.clip_at, opt.min_response_s, fs
+        )
+
+
+def _onset_by_reference(
+    t: _Turn, reply_reference: np.ndarray, reply_reference_rate_hz: int | None
+) -> tuple[float, float]:
+    """Step 4, reply-reference mode: the DUT's own audio, found by correlation, decides.
+
+    Its evidence is the correlation peak, which holds up far below the SNR at which an
+    energy detector gives up, so the blind checks do not apply. The stop is where that
+    audio stops in the ear, when it can be pinned."""
+    fs, found, notes = t.fs, t.found, t.notes
+    assert t.residual is not None and t.act is not None
+    rr = mono(reply_reference)
+    rr_rate = reply_reference_rate_hz or fs
+    if rr_rate != fs:
+        rr = resample(rr, rr_rate, fs)
+        notes.append(f"reply reference resampled from {rr_rate} Hz to {fs} Hz")
+    # From the stimulus' start on: an agent that talks over the user starts before its end.
+    at = locate_reply(t.residual, rr, fs, t.fit_lo)
+    if not isinstance(at, ReplyAt):
+        raise _Refused(Discard.LOW_CONFIDENCE, at)
+    if at.drift_ppm is not None:
+        found["reply_drift_ppm"] = at.drift_ppm
+    onset = at.onset
+    found["mode"] = "reply-reference"
+    if t.clip_at is not None:
+        body = rr[first_sound(rr) :]
+        stop, note = reference_stop(
+            t.residual, body, onset, found.get("reply_drift_ppm"), t.clip_at, fs
+        )
+        if note:
+            # The ear's segments (with their own refusals) stand instead.
+            notes.append(f"{note}; the stop latency is the ear's segments'")
+        if stop is not None:
+            found["stop_latency_ms"] = (stop - t.clip_at.onset) / fs * 1000
+            found["residual_ms"] = residual_after(
+                t.act.segments, stop, t.clip_at, t.opt.min_response_s, fs
+            )
+            found["stop_refused"] = None
+    # Every blind segment still sounding at the located onset or after it is the reply's
+    # (the first one starts at the onset).
+    segs = [[s.start / fs, s.end / fs] for s in t.act.segments if s.end > onset]
+    if segs:
+        segs[0][0] = onset / fs
+    else:
+        segs.append([onset / fs, (onset + len(rr) - first_sound(rr)) / fs])
+    found["segments"] = segs
+    found["gaps_ms"] = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(segs)]
+    found["reply_end_s"] = segs[-1][1]
+    return onset, at.confidence
+
+
+def _onset_blind(t: _Turn) -> tuple[float, float]:
+    """Step 4, blind: the reply's first sound in the ear, refined in the noise, with the
+    confidence its SNR allows; refused when it is not clearly the agent's reply."""
+    fs, opt, found = t.fs, t.opt, t.found
+    assert t.act is not None and t.residual is not None
+    speech_end, early, reply_segs = t.speech_end, t.early, t.reply_segs
+    if early and (not opt.dry_path or hears_mouth(t.ear, t.ref, t.fit_lo, int(early[0].start), fs)):
+        # The ear's sound began before the user's speech ended. Where the ear hears only
+        # the DUT (dry_path: a loopback, a line) that sound is the agent talking over the
+        # user, timed below. Elsewhere it may be anything (a burst of noise, another
+        # talker, a fan coming on: a -500 ms "TTFA" at confidence 1 was seen), or the
+        # agent under what the leakage fit left of the user's voice: its overlap is
+        # measured, its onset is not reported as a TTFA.
+        s = early[0]
+        why = (
+            "the ear also hears the mouth, so its onset is not timed blind"
+            if opt.dry_path
+            else "whether it is the agent is not known from the ear alone (the ear may "
+            "hold other sound)"
+        )
+        raise _Refused(
+            Discard.EARLY_REPLY,
+            f"sound at the ear from {t.at(s.start)}, before "
+            f"the user's speech ended at {t.at(speech_end)}, lasting "
+            f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talking over the "
+            f"user?); {why}: give the reply reference, or --dry-path when the ear is the "
+            "agent's output alone",
+            segments=[[s.start / fs, s.end / fs]],
+            overlap_ms=(speech_end - s.start) / fs * 1000,
+        )
+    floor = t.act.floor
+    if not reply_segs:
+        raise _Refused(
+            Discard.NO_REPLY,
+            f"no sound at the ear after the user's speech ended at "
+            f"{t.at(speech_end)} (noise floor {floor.level_db:.1f} dBFS)",
+        )
+    if t.level_dbfs < opt.too_quiet_dbfs:
+        raise _Refused(
+            Discard.TOO_QUIET,
+            f"reply level {t.level_dbfs:.1f} dBFS is below {opt.too_quiet_dbfs:.0f} dBFS",
+        )
+    snr_db = found["snr_db"]
+    if snr_db < opt.min_snr_db:
+        raise _Refused(
+            Discard.TOO_NOISY,
+            f"reply only {snr_db:.1f} dB above the noise floor (need {opt.min_snr_db:.0f} dB)",
+        )
+    onset_snr_db = snr_db
+    if t.profile is not None:
+        # Where the mouth's leakage has not rung down yet, its residue is noise too.
+        residue = float(t.profile(np.array([int(reply_segs[0].start)]))[0])
+        if residue > 0:
+            onset_snr_db = min(snr_db, 10 * math.log10(t.seg_power / residue))
+    y = t.act.band
+    ringing = rings_before(y, int(reply_segs[0].start), t.noise_spans, fs, floor.power)
+    onset, confidence = blind_onset(
+        t.residual, reply_segs, t.noise_spans, fs, onset_snr_db, y, ringing=ringing
+    )
+    found["segments"][0][0] = onset / fs  # one onset: the refined one
+    if confidence < opt.min_confidence:
+        raise _Refused(
+            Discard.LOW_CONFIDENCE,
+            f"reply onset at {t.at(onset)} is not sharp "
+            f"enough to time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
+            f"SNR {snr_db:.1f} dB)",
+        )
+    return onset, confidence
+
+
+def _after_onset(t: _Turn, onset: float) -> None:
+    """Step 5: what follows from the onset: an overlap with the user's speech, and where
+    the answer itself starts after a filler."""
+    fs, opt, found = t.fs, t.opt, t.found
+    assert t.act is not None and t.residual is not None
+    speech_end = t.speech_end
     if onset < speech_end:
-        base["overlap_ms"] = (speech_end - onset) / fs * 1000
-        notes.append(
-            f"the agent talked over the user: its reply started {base['overlap_ms']:.0f} ms "
+        found["overlap_ms"] = (speech_end - onset) / fs * 1000
+        t.notes.append(
+            f"the agent talked over the user: its reply started {found['overlap_ms']:.0f} ms "
             "before the user's speech ended (a negative TTFA)"
         )
-    segs_s = [list(sg) for sg in base["segments"]]
+    y = t.act.band
+    segs_s = [list(sg) for sg in found["segments"]]
     if len(segs_s) >= 2 and not opt.dry_path:
         # In a room the first stretch's ring fills part of the pause after it: the pause
         # the DUT made starts where its direct sound stopped.
@@ -598,267 +781,21 @@ def measure_turn(
             segs_s[0][1] = (
                 direct_end / fs if direct_end is not None else segs_s[0][1] - ring_ms / 1000
             )
-    content = _content_segment(segs_s, onset / fs, opt, barge_onset_at, fs)
+    barge_onset = t.clip_at.onset if t.clip_at is not None else None
+    content = content_segment(
+        segs_s,
+        onset / fs,
+        barge_onset,
+        fs,
+        filler_max_s=opt.filler_max_s,
+        filler_gap_s=opt.filler_gap_s,
+    )
     if content is None:
-        base["ttfa_content_ms"] = (onset - speech_end) / fs * 1000
+        found["ttfa_content_ms"] = (onset - speech_end) / fs * 1000
     else:
         c_seg = Segment(content[0] * fs, content[1] * fs)
-        c_onset, _ = _blind_onset(residual, [c_seg], noise_spans, fs, base.get("snr_db") or 0, y)
-        base["content_onset_s"] = c_onset / fs
-        base["ttfa_content_ms"] = (c_onset - speech_end) / fs * 1000
-
-    return TurnMetrics(
-        ttfa_ms=(onset - speech_end) / fs * 1000,
-        confidence=confidence,
-        speech_end_s=base.pop("speech_end_s"),
-        reply_onset_s=onset / fs,
-        reply_end_s=base.pop("reply_end_s", None),
-        segments=base.pop("segments", []),
-        gaps_ms=base.pop("gaps_ms", []),
-        discard=None,
-        **base,
-    )
-
-
-def _content_segment(
-    segments: list[list[float]],
-    onset_s: float,
-    opt: AnalysisOptions,
-    barge_onset: float | None,
-    fs: int,
-) -> list[float] | None:
-    """The reply's segment where the answer itself starts, when the reply opens with a
-    filler; None when it does not (the answer starts at the first sound).
-
-    The rule (from the audio alone, so blind to words): the first stretch of the reply is a
-    filler when it lasts at most `filler_max_s` and the next one starts `filler_gap_s` or
-    more after it ends ("Mm-hm. <pause> It's 72 degrees"), before any barge-in.
-    """
-    if len(segments) < 2:
-        return None
-    first, second = segments[0], segments[1]
-    if first[1] - onset_s > opt.filler_max_s or second[0] - first[1] < opt.filler_gap_s:
-        return None
-    if barge_onset is not None and second[0] * fs >= barge_onset:
-        return None
-    return second
-
-
-def _reply_free_until(ear: np.ndarray, speech_end: int, fs: int, limit_s: float = 1.0) -> int:
-    """Last sample after the user's speech end before anything new starts at the ear.
-
-    After the user stops, the ear can only decay (the room rings down) until the reply
-    begins. The first 10 ms frame that rises 10 dB above the quietest frame since the
-    speech end marks something new; the stretch before it is reply-free and shows the
-    room's late response clearly, which makes the leakage fit generalise.
-    """
-    seg = ear[speech_end : speech_end + int(limit_s * fs)]
-    p = frame_power(speech_band(seg, fs), int(0.01 * fs), int(0.0025 * fs))
-    if p.size == 0:
-        return speech_end
-    level = 10 * np.log10(np.maximum(p, 1e-12))
-    rise = np.flatnonzero(level > np.minimum.accumulate(level) + 10.0)
-    i = int(rise[0]) if rise.size else len(p)
-    return speech_end + max(0, i * int(0.0025 * fs) - int(0.02 * fs))
-
-
-def _leakage_floor(
-    residual: np.ndarray,
-    leak: LeakageFit,
-    fit_lo: int,
-    fit_hi: int,
-    fs: int,
-    *,
-    ref: np.ndarray,
-    also: list[tuple[int, int]],
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Power below which ear sound is taken for the leakage's residue, per sample index.
-
-    Up to the end of the fit region it is the residual's loud level there (90th percentile
-    of 10 ms frames, in the speech band); after that it decays at the room's rate (from the
-    fitted late response, else 200 dB/s), so the room ringing down is not mistaken for an
-    early reply. The mouth's later sound (`also`: the barge-in clip's span) leaves a residue
-    of the same proportion to its level at the ref, which rings down after it the same way.
-    Returned as a function so it is only evaluated where it is needed.
-    """
-    band = speech_band(residual[fit_lo:fit_hi], fs)
-    p = frame_power(band, int(0.01 * fs), int(0.0025 * fs))
-    level = float(np.quantile(p, 0.9)) if p.size else 0.0
-    rate = decay_db_per_s(leak.late_response, leak.late_rate_hz) or 200.0
-    stim_power = float(np.mean(speech_band(ref[fit_lo:fit_hi], fs) ** 2)) if fit_hi > fit_lo else 0
-    later = []
-    for lo, hi in also:
-        lo, hi = max(0, lo), min(len(ref), hi)
-        if hi > lo and stim_power > 0:
-            ratio = float(np.mean(speech_band(ref[lo:hi], fs) ** 2)) / stim_power
-            later.append((lo, hi, level * ratio))
-
-    def profile(index: np.ndarray) -> np.ndarray:
-        t = np.maximum(index - fit_hi, 0) / fs
-        out = level * 10 ** (-rate * t / 10)
-        out[index < fit_lo] = 0.0
-        for lo, hi, lvl in later:
-            t = np.maximum(index - hi, 0) / fs
-            part = lvl * 10 ** (-rate * t / 10)
-            part[index < lo] = 0.0
-            out = np.maximum(out, part)
-        return out
-
-    return profile
-
-
-def _blind_barge_in(
-    base: dict,
-    clip_at: ClipAt,
-    act: Activity,
-    profile: Callable[[np.ndarray], np.ndarray] | None,
-    opt: AnalysisOptions,
-    fs: int,
-    notes: list[str],
-) -> None:
-    """Stop latency and residual audio from the ear's segments into `base` (or a note)."""
-    floor_at = None
-    if profile is not None:
-
-        def floor_at(index: np.ndarray) -> np.ndarray:
-            return np.maximum(profile(index), act.floor.power)
-
-    stop, note = blind_stop(
-        clip_at,
-        act.segments,
-        act.band,
-        fs,
-        stop_silence_s=opt.stop_silence_s,
-        dry_path=opt.dry_path,
-        floor_at=floor_at,
-    )
-    if note:
-        notes.append(note)
-    if stop is not None:
-        base["stop_latency_ms"] = (stop - clip_at.onset) / fs * 1000
-        base["residual_ms"] = residual_after(act.segments, stop, clip_at, opt.min_response_s, fs)
-
-
-def _blind_onset(
-    residual: np.ndarray,
-    reply_segs: list[Segment],
-    noise_region: list[tuple[int, int]],
-    fs: int,
-    snr_db: float,
-    band: np.ndarray,
-    *,
-    ringing: bool = False,
-) -> tuple[float, float]:
-    """(onset in samples, confidence) of the first reply segment, refined in noise.
-
-    With a noise-only lead-in, the onset is re-timed on the SNR-weighted filterbank
-    statistic (harness.signal.bands), which sees a soft onset through noise that
-    broadband energy misses; without one, the broadband refinement stands. So it does with
-    `ringing`: the room still rings at the onset (the mouth's leakage the fit could not
-    remove, which grows where the fitted response ends), so what lies before the onset is
-    not the noise the band weights describe, and the statistic's CUSUM took the rising
-    ring for the onset (17-23 ms early, seen in RT60 0.4 s with the mouth at -10 dB).
-    """
-    first = reply_segs[0]
-    regions = [(int(s.start), int(min(s.end, s.start + fs))) for s in reply_segs[:3]]
-    fb = filterbank(fs)
-    bw = None if ringing else band_weights(residual, fb, noise_region, regions)
-    if bw is None:
-        return first.start, _onset_confidence(band, int(first.start), fs, snr_db)
-    onset, contrast = refine_boundary(residual, int(first.start), fb, bw, search_before_s=0.1)
-    return onset, _blind_confidence(contrast, snr_db)
-
-
-def _hears_mouth(ear: np.ndarray, ref: np.ndarray, lo: int, hi: int, fs: int) -> bool:
-    """Whether the ear hears the mouth in [lo, hi) (before the agent's own sound started):
-    a leakage fit there that explains more than 1/1000 of the ear's energy. A stretch too
-    short to tell (under 100 ms) counts as hearing it: the doubt goes to a refusal."""
-    hi = hi - int(0.02 * fs)
-    if hi - lo < int(0.1 * fs):
-        return True
-    _, fit = remove_leakage(ear, ref, (lo, hi), fs, response_s=0.02, late_response_s=0.0)
-    return fit.leakage_db > -30.0
-
-
-def _rings_before(
-    band: np.ndarray,
-    onset: int,
-    noise_spans: list[tuple[int, int]],
-    fs: int,
-    floor_power: float,
-) -> bool:
-    """True when the 100 ms before `onset` are 10 dB or more louder than the noise spans
-    and than the detection floor (speech band): the room still rings there (the mouth's
-    leakage, an earlier reply), so that stretch is not the noise the filterbank's weights
-    were learnt on. (Against digital silence alone any rounding residue would count.)"""
-    lo, hi = max(0, onset - int(0.1 * fs)), max(0, onset - int(0.01 * fs))
-    if hi - lo < int(0.02 * fs) or not noise_spans:
-        return False
-    before = float(np.mean(band[lo:hi] ** 2))
-    n = sum(hi - lo for lo, hi in noise_spans)
-    noise = sum(float(np.sum(band[a:b] ** 2)) for a, b in noise_spans) / max(n, 1)
-    return before > 10.0 * max(noise, floor_power, 1e-20)
-
-
-def _blind_confidence(contrast_db: float, snr_db: float) -> float:
-    """0..1 for a blind onset, from how far the reply stands above the noise.
-
-    A reply's first sound is often soft (an /h/, an /s/, a breath), 25-50 dB below its
-    loudest vowel; the less SNR there is, the more of it can hide in the noise, and the
-    onset found is then the first audible sound, late however sharp it looks (the benchmark
-    shows up to 23 ms at 20 dB SNR, 35-60 ms at 10 dB). So the SNR (reply level over the
-    noise's loud moments) sets the confidence: 22 dB -> 0, 40 dB -> 1, and a result needs
-    0.3 (27.4 dB). The onset's contrast (the 20 ms after it over the 40 ms before it) only
-    vetoes: under 6 dB the "onset" is a bump in the noise, not the start of a reply.
-    """
-    by_snr = (snr_db - 22.0) / 18.0
-    by_contrast = contrast_db / 6.0 - 0.5
-    return float(np.clip(min(by_snr, by_contrast), 0.0, 1.0))
-
-
-def _onset_confidence(y: np.ndarray, onset: int, fs: int, snr_db: float) -> float:
-    """Blind confidence from the broadband band `y` (no noise-only lead-in to weight bands)."""
-    after = y[onset + int(0.005 * fs) : onset + int(0.025 * fs)]
-    before = y[max(0, onset - int(0.045 * fs)) : max(0, onset - int(0.005 * fs))]
-    if after.size == 0:
-        return 0.0
-    p_after = float(np.mean(after**2))
-    p_before = float(np.mean(before**2)) if before.size else 0.0
-    contrast_db = 10 * math.log10(max(p_after, 1e-20) / max(p_before, p_after * 1e-6, 1e-20))
-    return _blind_confidence(contrast_db, snr_db)
-
-
-def _locate_reply(
-    ear: np.ndarray, reply: np.ndarray, fs: int, search_from: int, base: dict
-) -> tuple[float, float] | str:
-    """Onset of the DUT's own reply audio in the (leakage-free) ear, sample-exact.
-
-    Returns (onset in samples, confidence) or a discard reason.
-    """
-    first = _first_sound(reply)
-    body = reply[first:]
-    # Lock on with the first 3 s (enough to be unique, cheap), then fit drift over the rest.
-    head = body[: 3 * fs]
-    # Reflections arrive within tens of ms of the direct sound: they are not competitors.
-    m = locate(ear, head, fs, search=(max(0, search_from), len(ear)), exclusion_s=0.05)
-    if _reply_confidence(m.psr_db) < 0.3 or m.peak < 0.1:
-        return (
-            f"{LOW_CONFIDENCE}: reply reference not found in the ear channel "
-            f"(peak {m.peak:.2f}, sidelobe {m.sidelobe:.2f}; need the peak 3.8 dB clear)"
+        c_onset, _ = blind_onset(
+            t.residual, [c_seg], t.noise_spans, fs, found.get("snr_db") or 0, y
         )
-    lag = refine_lag(ear, head, m.lag_samples)
-    drift = fit_drift(ear, body, lag, fs) if len(body) >= 1.2 * fs else None
-    if drift is not None and drift.windows >= 3 and drift.residual_samples < 1.0:
-        base["reply_drift_ppm"] = drift.drift_ppm
-        lag = drift.lag_at_start
-    return lag, _reply_confidence(m.psr_db)
-
-
-def _reply_confidence(psr_db: float) -> float:
-    """0..1 from the peak-to-sidelobe ratio of the reply's correlation: 2 dB -> 0, 8 dB -> 1.
-
-    In a reverberant room the reply's normalised peak is low (0.3-0.5: most of what the mic
-    hears is the room), but a peak that stands clear of every competitor is still exactly
-    where the reply is; what makes a location doubtful is a competitor of similar height.
-    """
-    return float(np.clip((psr_db - 2.0) / 6.0, 0.0, 1.0))
+        found["content_onset_s"] = c_onset / fs
+        found["ttfa_content_ms"] = (c_onset - speech_end) / fs * 1000

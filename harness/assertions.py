@@ -25,40 +25,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from harness.budgets import Budget, Budgets, CancellationRules, ChunkingRules, evaluate
 from harness.fusion import events_named, reply_turn
-
-CONTRACTS: tuple[str, ...] = ("budget", "chunking", "cancellation", "turn-taking", "infrastructure")
-"""Contract names; failure messages start with ``[contract]``."""
+from harness.reasons import Discard, Timeout
+from harness.records import Check, Sample, percentile
 
 _BOUNDARY = re.compile(r"[.?!;:,]['\")\]]*$")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One rule checked on one turn (or on a whole run for budgets).
-
-    contract: one of `CONTRACTS`. name: the rule, e.g. "first chunk before LLM done".
-    passed: held or not. message: what was seen (a person can act on it). applicable: False
-    when the evidence needed is missing (the check then passes and says why). over_ms: for
-    a rule on a duration (a stall, a stop latency), how far past its limit the turn went, ms
-    (a host that stalled the harness for longer can explain the failure: see
-    `not_measured_under_stall`); None for rules that are not about time.
-    """
-
-    contract: str
-    name: str
-    passed: bool
-    message: str
-    applicable: bool = True
-    over_ms: float | None = None
-
-    def __str__(self) -> str:
-        mark = "ok" if self.passed else "FAILED"
-        return f"[{self.contract}] {self.name}: {mark} - {self.message}"
 
 
 class ContractError(AssertionError):
@@ -117,9 +91,9 @@ def check_reply(turn: Any) -> Check:
     """The agent answered: a reply was heard at the ear (``no_reply`` is a failure; other
     discards are measurement doubts, not a missing reply)."""
     m = _metrics(turn)
-    missing = (m.discard or "").startswith("no_reply")
+    missing = Discard.of(m.discard) is Discard.NO_REPLY
     timeout = getattr(turn, "timeout", None)
-    if missing or (timeout and "no reply" in timeout):
+    if missing or getattr(turn, "timeout_kind", None) is Timeout.NO_REPLY:
         why = timeout or m.discard
         return Check("turn-taking", "a reply is heard", False, f"no reply: {why}")
     return Check("turn-taking", "a reply is heard", True, "reply heard")
@@ -133,7 +107,7 @@ def check_pause_trap(turn: Any) -> Check:
     """
     m = _metrics(turn)
     name = "no reply inside a mid-sentence pause"
-    if (m.discard or "").startswith("reply_before_speech_end"):
+    if Discard.of(m.discard) is Discard.EARLY_REPLY:
         return Check("turn-taking", name, False, f"the agent talked over the user: {m.discard}")
     overlap = getattr(m, "overlap_ms", None)
     if overlap is not None and overlap > 0:
@@ -380,8 +354,8 @@ def check_cancellation(
         ]
     stop = m.stop_latency_ms
     if stop is None:
-        why = next((n for n in m.notes if "stop" in n.lower()), "no stop found")
-        talked_ms = _sound_after_onset_ms(m, why)
+        why = getattr(m, "stop_refused", None) or "no stop found"
+        talked_ms = _sound_after_onset_ms(m)
         if talked_ms is not None and talked_ms > stop_budget_ms:
             msg = (
                 f"the reply went on for at least {talked_ms:.0f} ms after the barge-in (budget "
@@ -497,7 +471,7 @@ def _when(e: Mapping[str, Any]) -> str:
     return f"{e['t_s']:.3f} s" if e.get("t_s") is not None else f"host {e.get('t_us')} us"
 
 
-def _sound_after_onset_ms(m: Any, why: str) -> float | None:
+def _sound_after_onset_ms(m: Any) -> float | None:
     """When the stop could not be placed (the sound rang or faded out): how long the sound
     playing at the barge-in went on at least, ms (its chained segments' end minus the
     ring-down the analysis saw), None when nothing played on."""
@@ -516,9 +490,7 @@ def _sound_after_onset_ms(m: Any, why: str) -> float | None:
             break
     if chain_end is None:
         return None
-    ring = re.search(r"rings down for (\d+) ms", why)
-    ring_ms = float(ring.group(1)) if ring else 0.0
-    return (chain_end - onset) * 1000.0 - ring_ms
+    return (chain_end - onset) * 1000.0 - (getattr(m, "ring_down_ms", None) or 0.0)
 
 
 def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRules) -> Check:
@@ -560,15 +532,6 @@ def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRule
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One value of a metric from one turn, with where to look."""
-
-    value: float | None
-    turn: str
-    evidence: str = ""
-
-
 def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> Check:
     """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out)."""
     result = evaluate(budget, [s.value for s in samples])
@@ -582,10 +545,8 @@ def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> C
             f"no measured values out of {len(samples)} turn(s) (all discarded or missing)",
         )
     values = sorted(float(s.value) for s in kept if s.value is not None)
-    dist = (
-        f"n={result.n} min {values[0]:.0f} p50 {_pct(values, 50):.0f} p95 {_pct(values, 95):.0f} "
-        f"max {values[-1]:.0f}"
-    )
+    p50, p95 = percentile(values, "p50"), percentile(values, "p95")
+    dist = f"n={result.n} min {values[0]:.0f} p50 {p50:.0f} p95 {p95:.0f} max {values[-1]:.0f}"
     msg = (
         f"{budget.metric} {budget.percentile} = {result.value:.0f} "
         f"(budget {budget.limit:g}); {dist}"
@@ -598,12 +559,6 @@ def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> C
             for s in kept[:worst]
         )
     return Check("budget", str(budget), result.passed, msg)
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values), q))
 
 
 def assert_budget(budget: Budget, samples: Sequence[Sample]) -> None:

@@ -75,6 +75,16 @@ def locate_clip(
     return ClipAt(lag + clip_start, lag + clip_end)
 
 
+@dataclass(frozen=True)
+class BlindStop:
+    """The blind stop: its sample (None when refused), why not, and the room's ring-down
+    before the end of the ear's sound when one was found (ms)."""
+
+    stop: float | None
+    note: str | None = None
+    ring_down_ms: float | None = None
+
+
 def blind_stop(
     at: ClipAt,
     segments: tuple[Segment, ...],
@@ -83,40 +93,43 @@ def blind_stop(
     *,
     stop_silence_s: float,
     dry_path: bool,
-    floor_at: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> tuple[float | None, str | None]:
-    """(stop sample, note) of the interrupted reply from the ear's segments.
+    residue_at: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> BlindStop:
+    """The interrupted reply's stop from the ear's segments (or why it cannot be placed).
 
-    `band` is the leakage-free ear in the speech band. `floor_at(indices)` is the power
-    floor there, the noise's or what the leakage fit left of the mouth's sound (the
-    interruption's included), whichever is louder; None when the ear does not hear the
-    mouth. The stop is None (with the note saying why) when it cannot be placed.
+    `band` is the leakage-free ear in the speech band. `residue_at(indices)` is the power
+    of what the leakage fit left of the mouth's sound there (the interruption's included),
+    net of the noise; None when the ear does not hear the mouth. The stop is None (with the
+    note saying why) when it cannot be placed.
     """
     onset = at.onset
     active = [s for s in segments if s.end > onset]
     if not active or active[0].start > onset + stop_silence_s * fs:
-        return None, "the reply was already quiet when the barge-in started: no stop latency"
+        return BlindStop(
+            None, "the reply was already quiet when the barge-in started: no stop latency"
+        )
     stop = active[0].end
     for s in active[1:]:
         if s.start - stop < stop_silence_s * fs:
             stop = max(stop, s.end)
         else:
             break
-    if floor_at is not None:
+    if residue_at is not None:
         # Where the interruption's own sound (what the leakage fit left of it) raised the
         # floor, the reply's end is only where it stopped if the reply stood well above that
-        # floor right up to it; otherwise it may have gone on below it, or the chain of
+        # residue right up to it; otherwise it may have gone on below it, or the chain of
         # segments ran on through the residue: it cannot be told apart.
         w_lo, w_hi = max(0, int(stop) - int(0.025 * fs)), max(0, int(stop) - int(0.005 * fs))
         last = float(np.mean(band[w_lo:w_hi] ** 2)) if w_hi > w_lo else 0.0
-        floor = float(floor_at(np.array([int(stop)]))[0])
-        above_db = 10 * math.log10(max(last, 1e-20) / max(floor, 1e-20))
+        residue = float(residue_at(np.array([int(stop)]))[0])
+        above_db = 10 * math.log10(max(last, 1e-20) / max(residue, 1e-20))
         if above_db < 10.0:
-            return None, (
+            return BlindStop(
+                None,
                 f"stop latency not measured: where the reply stopped it stood only "
                 f"{above_db:.0f} dB above the interruption's own sound at the ear (what the "
                 "leakage fit left of it; 10 dB needed); give the reply reference, or move "
-                "the ear mic closer to the DUT's speaker"
+                "the ear mic closer to the DUT's speaker",
             )
     if not dry_path:
         ring = ring_down(band, int(onset), int(stop), fs)
@@ -124,21 +137,24 @@ def blind_stop(
             # The end of what is audible is the room's, not the agent's. Where the agent
             # stopped inside the ring could be guessed from where the line starts, but on
             # the benchmark's rooms that guess was 10-300 ms late: refuse rather than guess.
-            return None, (
+            return BlindStop(
+                None,
                 f"stop latency not measured: the ear rings down for {ring[0]:.0f} ms before it "
                 "goes quiet (a reverberant room, or a fade-out); move the ear mic closer to "
-                "the DUT's speaker or damp the room, or give the reply reference"
+                "the DUT's speaker or damp the room, or give the reply reference",
+                ring_down_ms=ring[0],
             )
         fall_db = _fall_before(band, int(onset), int(stop), fs)
         if fall_db > 25.0:
             # Not a line, but the sound still faded for tens of ms before the segment ended:
             # a ring too uneven to fit, or a fade-out; its end is not where the agent stopped.
-            return None, (
+            return BlindStop(
+                None,
                 f"stop latency not measured: the ear's sound fades {fall_db:.0f} dB below the "
                 "reply's level before it goes quiet (a room's ring, or a fade-out), so its end "
-                "is not where the agent stopped; give the reply reference"
+                "is not where the agent stopped; give the reply reference",
             )
-    return stop, None
+    return BlindStop(stop)
 
 
 def _fall_before(band: np.ndarray, start: int, stop: int, fs: int) -> float:

@@ -24,22 +24,17 @@ Map:
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.errors import InputError
+from harness.records import PERCENTILES, percentile
 
 DEFAULT_BUDGETS_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "budgets.toml"
 """The shipped defaults (a source checkout's fixtures folder)."""
-
-PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
-"""Percentile names a budget may use, and the percentile each means."""
 
 
 @dataclass(frozen=True)
@@ -135,15 +130,6 @@ class BudgetResult:
     def passed(self) -> bool:
         """True when the value is within the limit; no values is not a pass."""
         return self.value is not None and self.value <= self.budget.limit
-
-
-def percentile(values: Sequence[float], name: str) -> float | None:
-    """The named percentile ("p95", "max", ...) of `values` (numpy "linear"); None if empty."""
-    _check_percentile(name, "percentile")
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not xs:
-        return None
-    return float(np.percentile(np.asarray(xs), PERCENTILES[name], method="linear"))
 
 
 def evaluate(budget: Budget, values: Iterable[float | None]) -> BudgetResult:

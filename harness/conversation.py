@@ -29,14 +29,9 @@ import numpy as np
 import scipy.signal as ss
 import soundfile as sf
 
-from harness.analysis import (
-    LOW_CONFIDENCE,
-    NO_REPLY,
-    AnalysisOptions,
-    TurnMetrics,
-    analyze_capture,
-)
+from harness.analysis import AnalysisOptions, TurnMetrics, analyze_capture
 from harness.errors import InputError
+from harness.reasons import Discard
 from harness.signal.activity import (
     FRAME_S,
     HOP_S,
@@ -336,7 +331,8 @@ def analyze_conversation(
         if not np.any(window[:, ear_channel]):
             # A silent ear in this turn's window is this turn's missing reply, not bad input.
             metrics = TurnMetrics.refused(
-                f"{NO_REPLY}: the ear channel is all zeros from {lo / fs:.3f} to {hi / fs:.3f} s",
+                f"{Discard.NO_REPLY}: the ear channel is all zeros from {lo / fs:.3f} to "
+                f"{hi / fs:.3f} s",
                 fs,
             )
             out.append(ConversationTurn(i + 1, name, metrics, (lo / fs, hi / fs), clip is not None))
@@ -389,13 +385,13 @@ def _not_found(
     figures = "" if best is None else f"peak {best.peak:.2f}, sidelobe {best.sidelobe:.2f}; "
     if best is not None and best.peak >= 0.8 and best.sidelobe >= 0.8 * best.peak:
         return TurnMetrics.refused(
-            f"{LOW_CONFIDENCE}: stimulus plays more than once alike in ref channel "
+            f"{Discard.LOW_CONFIDENCE}: stimulus plays more than once alike in ref channel "
             f"{ref_channel} ({figures}within one search block), so which is this turn's is not "
             f"known ({name})",
             fs,
         )
     return TurnMetrics.refused(
-        f"{LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
+        f"{Discard.LOW_CONFIDENCE}: stimulus not found in ref channel {ref_channel} "
         f"{'after the previous turn ' if after else ''}({figures}need a clear peak), nor the "
         f"last 0.5 s of its speech ({name})",
         fs,
@@ -413,9 +409,9 @@ def _with_speech_end_confidence(
             ttfa_ms=None,
             confidence=0.0,
             discard=(
-                f"{LOW_CONFIDENCE}: the caller's speech end, found from the ref's activity, is "
-                f"not sharp enough to time from (confidence {c:.2f} < {need:.2f}: the caller's "
-                "speech stands less than 27 dB above the ref's noise)"
+                f"{Discard.LOW_CONFIDENCE}: the caller's speech end, found from the ref's "
+                f"activity, is not sharp enough to time from (confidence {c:.2f} < {need:.2f}: "
+                "the caller's speech stands less than 27 dB above the ref's noise)"
             ),
         )
     notes = [*m.notes, f"speech end found from the ref's activity (confidence {c:.2f})"]

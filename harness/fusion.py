@@ -23,7 +23,7 @@ vocabulary, docs/protocol.md). Pure: no files, no clocks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,3 +184,34 @@ def stage_breakdown(
         if a is not None and b is not None
     ]
     return StageBreakdown(stages, spans, turn, notes)
+
+
+def serial_events_on_capture(
+    events: Sequence[Any], capture_s_of_host_us: Callable[[int], float | None]
+) -> list[dict[str, Any]]:
+    """A serial device's events (`device.bridge.DeviceEvent`, already on the host clock
+    through the bridge's clock sync) as event mappings on the capture timeline (``t_s``:
+    None where the turn's clock map has no acoustic meaning), ``"source": "serial"``."""
+    mapped = []
+    for e in events:
+        t_s = capture_s_of_host_us(e.t_host_us)
+        mapped.append(
+            {
+                **dict(e.fields),
+                "event": e.name,
+                "t_us": int(e.t_host_us),
+                "t_device_us": int(e.t_device_us),
+                "boot": e.boot,
+                "t_s": None if t_s is None else round(float(t_s), 6),
+                "source": "serial",
+            }
+        )
+    return mapped
+
+
+def merged_events(*streams: Sequence[Event]) -> list[dict[str, Any]]:
+    """Several event streams as one, in capture time (events without one last)."""
+    return sorted(
+        (dict(e) for s in streams for e in s),
+        key=lambda ev: (ev.get("t_s") is None, ev.get("t_s") or 0.0),
+    )

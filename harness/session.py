@@ -19,6 +19,8 @@ different angles.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import re
 import sys
 import time
@@ -27,33 +29,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.analysis import AnalysisOptions
-from harness.assertions import (
-    Check,
-    Sample,
-    check_cancellation,
-    check_chunking,
-    check_partial_gate,
-    check_pause_trap,
-    check_reply,
-    not_measured_under_stall,
-)
 from harness.budgets import Budgets, load_budgets
 from harness.corpus import Corpus, Utterance
 from harness.errors import HarnessError
-from harness.fusion import StageBreakdown, stage_breakdown
+from harness.fusion import (
+    StageBreakdown,
+    merged_events,
+    serial_events_on_capture,
+    stage_breakdown,
+)
 from harness.hostprobe import HostProbe
+from harness.judge import HOST_KEPT_UP, HOST_STALL_LIMIT_MS, attempt_checks, judge_turn
+from harness.reasons import Discard, Timeout
+from harness.records import Check, Sample, TurnRecord, check_id, samples
 
 MAX_ATTEMPTS = 3
 """A turn whose session lost audio to an xrun (not on the JACK loopback, whose xruns are late
 cycles that lose nothing), or during which the host stalled, is played again, up to this
 many times in all."""
-
-HOST_STALL_LIMIT_MS = 150.0
-"""A turn during which the harness's probe thread woke up later than this was not measured
-on a machine that kept up (`harness.hostprobe`): it is played again."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +109,10 @@ class TurnOutcome:
     @property
     def timeout(self) -> str | None:
         return getattr(self.result, "timeout", None)
+
+    @property
+    def timeout_kind(self) -> Timeout | None:
+        return getattr(self.result, "timeout_kind", None)
 
     def checks_of(self, *contracts: str) -> list[Check]:
         """The checks of the given contracts (all when none given)."""
@@ -263,7 +261,7 @@ class HarnessSession:
         contracts nor written to results.json: the test asserts what it needs."""
         from harness.scenario import TurnPlan, run_call
 
-        options = AnalysisOptions(dry_path=dry_path(self.rig))
+        options = AnalysisOptions(dry_path=self.rig.dry_path)
         plans = [
             TurnPlan(stimulus=self.corpus.by_id(s) if isinstance(s, str) else s, analysis=options)
             for s in stimuli
@@ -301,14 +299,14 @@ class HarnessSession:
             name += f"[{clip.id}@{barge_in_offset_ms:g}ms]"
         if repeat:
             name += f"#{repeat + 1}"
+        rig, dut = self.rig, self.dut
         plan = TurnPlan(
             stimulus=stim,
             barge_in=clip,
             barge_in_offset_ms=barge_in_offset_ms,
-            analysis=AnalysisOptions(dry_path=dry_path(self.rig)),
+            analysis=AnalysisOptions(dry_path=rig.dry_path),
         )
         out = self.out_dir / "turns" / slug(name)
-        rig, dut = self.rig, self.dut
         bridge = self.bridge if self.dut_spec.serial_url else None
         glitched: list[str] = []
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -319,8 +317,8 @@ class HarnessSession:
             result = run_turn(rig, dut, plan, out_dir=where, name=name)
             host_stall_ms = self.host_probe.worst_lag_ms(began, time.monotonic())
             if bridge is not None:
-                _merge_serial_events(result, bridge.drain())
-            lost_audio = bool(result.xruns) and not timing_only_xruns(rig)
+                _add_serial_events(result, bridge.drain())
+            lost_audio = bool(result.xruns) and not rig.timing_only_xruns
             starved = host_stall_ms > HOST_STALL_LIMIT_MS
             if not (lost_audio or starved) or attempt == MAX_ATTEMPTS:
                 break
@@ -336,31 +334,12 @@ class HarnessSession:
                 f"attempt {attempt}: {' and '.join(why)} ({result.paths.get('capture_wav')})"
             )
         outcome = self._judge(key, result, budgets or self.budgets, glitched)
-        if starved:
-            # stalled through every attempt: a duration rule it missed by less than the
-            # stall is not measured here (the turn is discarded as `host_stalled` below);
-            # a failure larger than the stall, or not about time, stands
-            outcome.checks = [not_measured_under_stall(c, host_stall_ms) for c in outcome.checks]
-        if glitched and not lost_audio:
-            outcome.checks.append(
-                Check(
-                    "infrastructure",
-                    "no audio glitches",
-                    True,
-                    "replayed after rig glitches or host stalls: " + "; ".join(glitched),
-                )
-            )
-        outcome.checks.append(
-            Check(
-                "infrastructure",
-                "the host kept up",
-                not starved,
-                f"the host stalled the harness for {host_stall_ms:.0f} ms during the turn "
-                f"(limit {HOST_STALL_LIMIT_MS:.0f} ms; CPU steal, another process, or the GIL "
-                f"held): its latencies may be off by as much, after {attempt} attempt(s)"
-                if starved
-                else f"longest host stall during the turn {host_stall_ms:.0f} ms",
-            )
+        outcome.checks = attempt_checks(
+            outcome.checks,
+            host_stall_ms=host_stall_ms,
+            attempts=attempt,
+            glitched=glitched,
+            lost_audio=lost_audio,
         )
         self._cache[key] = outcome
         self.outcomes.append(outcome)
@@ -378,56 +357,10 @@ class HarnessSession:
             ttfa_ms=m.ttfa_ms,
         )
         outcome = TurnOutcome(key, result, stages, [])
-        plan = result.plan
-        checks: list[Check] = []
-        if plan.barge_in is None:
-            checks.append(check_reply(outcome))
-        checks.append(check_partial_gate(outcome))
-        if plan.stimulus.category == "pause":
-            checks.append(check_pause_trap(outcome))
-        if m.reply_onset_s is not None or m.segments:
-            checks += check_chunking(outcome, budgets.chunking)
-        if plan.barge_in is not None:
-            stop = [b.limit for b in budgets.for_metric("stop_latency_ms")]
-            checks += check_cancellation(
-                outcome, budgets.cancellation, stop_budget_ms=min(stop) if stop else 200.0
-            )
-        if result.xruns:
-            at = [x.sample_index for x in result.capture.status.xruns][:5]
-            earlier = f" (earlier attempts: {'; '.join(glitched)})" if glitched else ""
-            if timing_only_xruns(self.rig):
-                # JACK's dummy driver has no hardware clock: a late cycle loses no samples
-                # of the harness's (ref, mouth and ear stay on one sample timeline); a DUT
-                # JACK skipped for it may lose a period (docs/lab-rig.md): recorded, not failed
-                checks.append(
-                    Check(
-                        "infrastructure",
-                        "no audio glitches",
-                        True,
-                        f"{result.xruns} late JACK cycle(s) at samples {at}: the dummy "
-                        f"driver keeps the sample timeline intact{earlier}",
-                    )
-                )
-            else:
-                checks.append(
-                    Check(
-                        "infrastructure",
-                        "no audio glitches",
-                        False,
-                        f"{result.xruns} xrun(s) during the turn at samples {at}: the "
-                        f"measurement may be off{earlier}",
-                    )
-                )
-        clock = result.capture.clock
-        if timing_only_xruns(self.rig) and clock is not None and clock.blocks >= 3:
-            checks.append(capture_kept_time(clock, self.rig.sample_rate_hz, m))
-        outcome.checks = checks
+        outcome.checks = judge_turn(outcome, budgets, self.rig, glitched)
         return outcome
 
     def _record(self, outcome: TurnOutcome, test: str) -> None:
-        from harness.report.results import Check as RecordCheck
-        from harness.report.results import TurnRecord
-
         r = outcome.result
         plan = r.plan
         evidence = {}
@@ -451,12 +384,7 @@ class HarnessSession:
             stage_spans=list(outcome.stages.spans),
             events=[dict(e) for e in r.events],
             checks=[
-                RecordCheck(
-                    c.contract,
-                    c.name,
-                    c.passed,
-                    c.message if c.passed else f"[{c.contract}] {c.message}",
-                )
+                c if c.passed else dataclasses.replace(c, message=f"[{c.contract}] {c.message}")
                 for c in outcome.checks
             ],
             verdict=outcome.verdict,
@@ -521,22 +449,10 @@ class HarnessSession:
     # --- over the run -----------------------------------------------------------------------
 
     def samples(self) -> dict[str, list[Sample]]:
-        """Every metric's values over the turns so far (audio metrics and stages)."""
-        out: dict[str, list[Sample]] = {}
-        for o in self.outcomes:
-            m = o.metrics
-            ev = o.paths.get("capture_wav", "")
-            gaps = [g for g in (m.gaps_ms or []) if g is not None]
-            values: dict[str, float | None] = {"max_gap_ms": max(gaps) if gaps else None}
-            if o.plan.barge_in is None:
-                values["ttfa_ms"] = m.ttfa_ms
-                values.update(o.stages.stages_ms)
-            else:
-                values["stop_latency_ms"] = m.stop_latency_ms
-                values["residual_ms"] = m.residual_ms
-            for metric, v in values.items():
-                out.setdefault(metric, []).append(Sample(v, o.name, ev))
-        return out
+        """Every metric's values over the turns so far, from their records
+        (`harness.records.samples`: the values results.json's summary is made of, so the
+        budget verdicts of the pytest run and of results.json agree)."""
+        return samples([o.record for o in self.outcomes if o.record is not None])
 
     def check_rates(self) -> dict[str, tuple[int, int]]:
         """``{"[contract] rule": (failed, applicable)}`` over every turn so far: flakiness."""
@@ -556,71 +472,9 @@ class HarnessSession:
         for o in self.outcomes:
             d = o.metrics.discard
             if d:
-                word = d.split()[0].rstrip(":")
-                out[word] = out.get(word, 0) + 1
+                reason = Discard.of(d) or d.split()[0].rstrip(":")
+                out[reason] = out.get(reason, 0) + 1
         return out
-
-
-CAPTURE_SLIP_LIMIT_MS = 50.0
-"""How far a real-time rig's capture may fall behind the wall clock inside a measured
-interval before that measurement is not trusted (`capture_kept_time`)."""
-
-
-def capture_slip_ms(
-    clock: Any, sample_rate_hz: int, start_s: float, end_s: float, window_s: float = 0.1
-) -> float:
-    """How far the capture's sample clock fell behind the host clock between capture times
-    `start_s` and `end_s`, ms (0 when too few blocks were stamped there).
-
-    Each block's stamp is its callback's host time: the block's true time plus a wake-up
-    delay that is never negative. The lower edge of the stamps' offsets from the nominal
-    rate, per `window_s` window, is the capture's position against the wall clock; its
-    range over the interval is the wall-clock time that passed without being recorded."""
-    t = np.asarray(clock.stamp_us, dtype=np.float64)
-    if t.size < 3:
-        return 0.0
-    k_s = (t - np.asarray(clock.offset_us, dtype=np.float64)) / clock.slope_us / sample_rate_hz
-    inside = (k_s >= start_s - window_s) & (k_s <= end_s + window_s)
-    if inside.sum() < 3:
-        return 0.0
-    behind = t[inside] - k_s[inside] * 1e6
-    window = np.floor((k_s[inside] - k_s[inside][0]) / window_s)
-    edges = [float(behind[window == w].min()) for w in np.unique(window)]
-    return (max(edges) - min(edges)) / 1000.0
-
-
-def capture_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
-    """Did the capture keep up with the wall clock while the turn was measured? The
-    harness counts the frames it was given; when JACK does not run its callback for a
-    cycle (it was late, and the server moved on) or the graph's driver itself ran late, the
-    capture falls behind the wall clock, and an interval measured across that moment reads
-    short by as much. Checked over the turn's measured intervals (end of speech -> reply
-    onset, barge-in onset -> stop); a failure above `CAPTURE_SLIP_LIMIT_MS`."""
-    spans = []
-    if m.speech_end_s is not None and m.reply_onset_s is not None:
-        spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
-    if m.barge_in_onset_s is not None and m.stop_latency_ms is not None:
-        spans.append(
-            ("stop latency", m.barge_in_onset_s, m.barge_in_onset_s + m.stop_latency_ms / 1000)
-        )
-    if not spans:
-        return Check(
-            "infrastructure", "the capture kept real time", True, "no measured interval",
-            applicable=False,
-        )  # fmt: skip
-    slips = [(capture_slip_ms(clock, sample_rate_hz, a, b), name) for name, a, b in spans]
-    slip, name = max(slips)
-    ok = slip <= CAPTURE_SLIP_LIMIT_MS
-    return Check(
-        "infrastructure",
-        "the capture kept real time",
-        ok,
-        f"the capture fell {slip:.0f} ms behind the wall clock during the {name} interval "
-        f"(JACK cycles the harness was not run for, or a late driver; limit "
-        f"{CAPTURE_SLIP_LIMIT_MS:.0f} ms): it may read up to {slip:.0f} ms short"
-        if not ok
-        else f"the capture fell at most {slip:.0f} ms behind the wall clock while measuring",
-    )
 
 
 def _host_stall_discard(checks: Sequence[Check]) -> str | None:
@@ -628,57 +482,18 @@ def _host_stall_discard(checks: Sequence[Check]) -> str | None:
     in its record but out of the percentiles and baseline comparisons (a discard reason),
     and its failed `the host kept up` check says why."""
     for c in checks:
-        if c.name == "the host kept up" and not c.passed:
-            return "host_stalled: " + c.message
+        if c.id == check_id("infrastructure", HOST_KEPT_UP) and not c.passed:
+            return f"{Discard.HOST_STALLED}: {c.message}"
     return None
 
 
-def timing_only_xruns(rig: Any) -> bool:
-    """True when the rig's xruns are late cycles that lose no samples: the JACK loopback on
-    the dummy driver (a sound card's xrun drops or repeats audio; a sim dropout zeroes it)."""
-    profile = getattr(rig, "profile", None)
-    return profile is not None and profile.kind == "loopback"
-
-
-def dry_path(rig: Any) -> bool:
-    """True when the rig's ear hears the DUT with no room in between: the JACK loopback, or a
-    sim profile in free field (so a fading word end before a barge-in stop is not taken for
-    the room ringing down)."""
-    profile = getattr(rig, "profile", None)
-    if profile is None:
-        return False
-    if profile.kind == "loopback":
-        return True
-    if profile.kind == "sim":
-        return float(profile.table("sim.room")["rt60_s"]) == 0.0
-    return False
-
-
-def _merge_serial_events(result: Any, events: Sequence[Any]) -> None:
-    """Add a serial device's events (`device.bridge.DeviceEvent`, already on the host clock
-    through the bridge's clock sync) to the turn, on the capture timeline, and save them
-    next to the capture."""
+def _add_serial_events(result: Any, events: Sequence[Any]) -> None:
+    """Add a serial device's events to the turn, on the capture timeline
+    (`fusion.serial_events_on_capture`), and save them next to the capture."""
     if not events:
         return
-    import json
-
-    mapped = []
-    for e in events:
-        t_s = result.capture_s_of_host_us(e.t_host_us)
-        mapped.append(
-            {
-                **dict(e.fields),
-                "event": e.name,
-                "t_us": int(e.t_host_us),
-                "t_device_us": int(e.t_device_us),
-                "boot": e.boot,
-                "t_s": None if t_s is None else round(float(t_s), 6),
-                "source": "serial",
-            }
-        )
-    result.events = sorted(
-        [*result.events, *mapped], key=lambda ev: (ev.get("t_s") is None, ev.get("t_s") or 0.0)
-    )
+    mapped = serial_events_on_capture(events, result.capture_s_of_host_us)
+    result.events = merged_events(result.events, mapped)
     path = Path(result.paths.get("capture_wav", "")).with_name("serial_events.jsonl")
     if path.parent.is_dir():
         path.write_text("".join(json.dumps(ev, default=str) + "\n" for ev in mapped))

@@ -172,3 +172,14 @@ def test_the_rules_would_catch_a_breach(rule, monkeypatch):
         ]
     else:
         assert _offenders("device", ("pytest",)) == ["device.fake imports pytest"]
+
+
+def test_tympan_run_finds_the_suite_it_ships():
+    """`tympan run` hands pytest the conformance suite's folder: after the CLI became a
+    package, a path one level off made every `tympan run` collect nothing (exit 4)."""
+    from harness.cli.run import SUITE_DIR
+
+    assert Path(__file__).resolve().parents[1] / "harness" / "conformance" == SUITE_DIR
+    assert {"test_01_streaming.py", "test_05_budgets.py"} <= {
+        p.name for p in SUITE_DIR.glob("test_*.py")
+    }

@@ -272,6 +272,8 @@ def test_a_reply_that_talks_on_is_caught_even_when_its_stop_cannot_be_placed():
         residual_ms=None,
         segments=[[2.7, 5.0]],
         notes=[note],
+        stop_refused=note,
+        ring_down_ms=90.0,
     )
     (stop,) = [c for c in check_cancellation(turn) if c.name == "reply stops on barge-in"]
     assert not stop.passed

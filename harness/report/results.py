@@ -9,9 +9,9 @@ schema is documented in docs/results.md; `SCHEMA_VERSION` changes when a field c
 meaning or goes away (new fields may appear without a change).
 
 Map:
-    Check, TurnRecord     the data (with to_dict / from_dict, JSON-stable)
+    Check, TurnRecord     the data, from harness.records (to_dict / from_dict, JSON-stable)
     ResultsWriter         incremental writer for one run
-    metric_values         the summary metrics of one record (ttfa_ms, max_gap_ms, stages ...)
+    metric_values         the summary metrics of one record (harness.records)
     summarize             per-metric percentiles over records, against budgets
     load_results          read and validate OUT/results.json (InputError naming the file)
 """
@@ -26,210 +26,46 @@ import json
 import math
 import os
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness import __version__
 from harness.errors import InputError
+from harness.records import (
+    CONTRACTS,
+    CORE_METRICS,
+    PERCENTILES,
+    VERDICTS,
+    Check,
+    TurnRecord,
+    clean_json,
+    metric_order,
+    metric_values,
+    percentile,
+)
+
+__all__ = [
+    "CONTRACTS",
+    "CORE_METRICS",
+    "PERCENTILES",
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "Check",
+    "ResultsWriter",
+    "TurnRecord",
+    "load_results",
+    "metric_values",
+    "summarize",
+]
 
 SCHEMA_VERSION = 1
 """Version of results.json / results.jsonl (docs/results.md)."""
 
-CONTRACTS = ("budget", "chunking", "cancellation", "turn-taking", "infrastructure")
-"""The contracts a check belongs to; a failure message starts with "[contract]"."""
-
-VERDICTS = ("passed", "failed", "discarded", "error")
-
-PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
-"""Percentiles the summary reports and budgets may name (numpy's "linear" method)."""
-
-CORE_METRICS = ("ttfa_ms", "stop_latency_ms", "residual_ms", "max_gap_ms")
-"""Metrics measured from the audio; the telemetry stages (stages_ms keys) follow them."""
-
 EVIDENCE_KEYS = ("capture_wav", "metrics_json", "timeline_png", "events_jsonl")
 
 
-@dataclass(frozen=True)
-class Check:
-    """One check on a turn: which contract, which rule, whether it held, and why not.
-
-    `message` of a failed check starts with "[contract]" (e.g. "[budget] ttfa_ms ..."),
-    which the Allure categories match on.
-    """
-
-    contract: str
-    name: str
-    passed: bool
-    message: str = ""
-
-    def to_dict(self) -> dict:
-        return {
-            "contract": self.contract,
-            "name": self.name,
-            "passed": self.passed,
-            "message": self.message,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Check:
-        return cls(str(d["contract"]), str(d["name"]), bool(d["passed"]), str(d.get("message", "")))
-
-
-@dataclass
-class TurnRecord:
-    """Everything tympan keeps about one turn (one JSON object in results.json "turns").
-
-    Times: `metrics` holds `harness.analysis.TurnMetrics.to_json()` (seconds on the capture
-    timeline, latencies in ms); `stages_ms` the telemetry breakdown in ms (None: not
-    measured); `stage_spans` (label, start_s, end_s) on the capture timeline; `events` device
-    telemetry mapped onto the capture ({"event": name, "t_s": seconds, ...}). `evidence`
-    maps capture_wav / metrics_json / timeline_png / events_jsonl to paths relative to OUT.
-    `wall_s` is the turn's wall time, `audio_s` the capture's length, both seconds.
-    """
-
-    test: str
-    turn: str
-    utterance: str = ""
-    category: str = ""
-    transcript: str = ""
-    rig: str = ""
-    dut: str = ""
-    repeat: int = 0
-    barge_in_offset_ms: float | None = None
-    metrics: dict = field(default_factory=dict)
-    stages_ms: dict[str, float | None] = field(default_factory=dict)
-    stage_spans: list[tuple[str, float, float]] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-    verdict: str = "passed"
-    discard: str | None = None
-    xruns: int = 0
-    wall_s: float = 0.0
-    audio_s: float = 0.0
-    evidence: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def discarded(self) -> bool:
-        """True when the measurement was not trusted: it counts, but not in percentiles."""
-        return self.verdict == "discarded" or self.discard is not None
-
-    @property
-    def failed_checks(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (floats rounded to 1 µs / 0.001 ms; NaN and inf become null)."""
-        return _clean(
-            {
-                "test": self.test,
-                "turn": self.turn,
-                "utterance": self.utterance,
-                "category": self.category,
-                "transcript": self.transcript,
-                "rig": self.rig,
-                "dut": self.dut,
-                "repeat": int(self.repeat),
-                "barge_in_offset_ms": self.barge_in_offset_ms,
-                "verdict": self.verdict,
-                "discard": self.discard,
-                "metrics": dict(self.metrics),
-                "stages_ms": dict(self.stages_ms),
-                "stage_spans": [[str(a), float(b), float(c)] for a, b, c in self.stage_spans],
-                "events": [dict(e) for e in self.events],
-                "checks": [c.to_dict() for c in self.checks],
-                "xruns": int(self.xruns),
-                "wall_s": self.wall_s,
-                "audio_s": self.audio_s,
-                "evidence": dict(self.evidence),
-            }
-        )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TurnRecord:
-        """The inverse of `to_dict`; raises KeyError/TypeError/ValueError on a bad record."""
-        return cls(
-            test=str(d["test"]),
-            turn=str(d["turn"]),
-            utterance=str(d.get("utterance", "")),
-            category=str(d.get("category", "")),
-            transcript=str(d.get("transcript", "")),
-            rig=str(d.get("rig", "")),
-            dut=str(d.get("dut", "")),
-            repeat=int(d.get("repeat", 0)),
-            barge_in_offset_ms=_opt_float(d.get("barge_in_offset_ms")),
-            metrics=dict(d.get("metrics") or {}),
-            stages_ms={str(k): _opt_float(v) for k, v in (d.get("stages_ms") or {}).items()},
-            stage_spans=[(str(a), float(b), float(c)) for a, b, c in d.get("stage_spans") or []],
-            events=[dict(e) for e in d.get("events") or []],
-            checks=[Check.from_dict(c) for c in d.get("checks") or []],
-            verdict=str(d.get("verdict", "passed")),
-            discard=None if d.get("discard") is None else str(d["discard"]),
-            xruns=int(d.get("xruns", 0)),
-            wall_s=float(d.get("wall_s") or 0.0),
-            audio_s=float(d.get("audio_s") or 0.0),
-            evidence={str(k): str(v) for k, v in (d.get("evidence") or {}).items()},
-        )
-
-
-def _opt_float(v: object) -> float | None:
-    return None if v is None else float(v)  # type: ignore[arg-type]
-
-
-def _clean(v: object) -> object:
-    """Round floats to 6 decimals, NaN/inf -> None, numpy scalars -> Python, through containers."""
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        return round(v, 6) if math.isfinite(v) else None
-    return v
-
-
 # ---- metrics and summary -----------------------------------------------------------------
-
-
-def metric_values(record: TurnRecord) -> dict[str, float]:
-    """The summary metrics of one turn (ms), only those it has a number for.
-
-    ttfa_ms, ttfa_content_ms (the answer after a filler; the same as ttfa_ms without one),
-    stop_latency_ms, residual_ms from the analysis; max_gap_ms the longest silence
-    inside the reply (0 when the reply is one segment; absent without a reply; with a
-    barge-in only the gaps before its onset); and every telemetry stage in `stages_ms`.
-    """
-    out: dict[str, float] = {}
-    m = record.metrics
-    for key in ("ttfa_ms", "ttfa_content_ms", "stop_latency_ms", "residual_ms"):
-        v = m.get(key)
-        if isinstance(v, int | float) and math.isfinite(v):
-            out[key] = float(v)
-    gaps = [float(g) for g in m.get("gaps_ms") or []]
-    segments = m.get("segments") or []
-    barge = m.get("barge_in_onset_s")
-    if isinstance(barge, int | float) and len(segments) == len(gaps) + 1:
-        # After a barge-in the silence is the user's turn, not a stall: only gaps that end
-        # before the barge-in onset count.
-        gaps = [g for g, seg in zip(gaps, segments[1:], strict=True) if seg[0] <= barge]
-    if gaps:
-        out["max_gap_ms"] = max(gaps)
-    elif segments:
-        out["max_gap_ms"] = 0.0
-    for key, v in record.stages_ms.items():
-        if isinstance(v, int | float) and math.isfinite(v):
-            out[key] = float(v)
-    return out
-
-
-def _metric_order(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    core = [m for m in CORE_METRICS if m in names]
-    return core + sorted(names - set(core))
 
 
 def summarize(
@@ -260,18 +96,18 @@ def summarize(
         for k, v in metric_values(r).items():
             values.setdefault(k, []).append(v)
     summary: dict[str, dict] = {}
-    for metric in _metric_order(set(values) | set(budgets)):
-        vals = np.asarray(values.get(metric, []), dtype=float)
-        row: dict[str, Any] = {"n": int(vals.size), "discarded": n_discarded}
-        for name, q in PERCENTILES.items():
-            row[name] = float(np.percentile(vals, q, method="linear")) if vals.size else None
+    for metric in metric_order(set(values) | set(budgets)):
+        vals = values.get(metric, [])
+        row: dict[str, Any] = {"n": len(vals), "discarded": n_discarded}
+        for name in PERCENTILES:
+            row[name] = percentile(vals, name)
         limits = {k: float(v) for k, v in (budgets.get(metric) or {}).items()}
         row["budget"] = limits
-        if limits and vals.size:
+        if limits and vals:
             row["passed"] = all(row[p] <= lim for p, lim in limits.items())
         else:
             row["passed"] = None
-        summary[metric] = _clean(row)  # type: ignore[assignment]
+        summary[metric] = clean_json(row)  # type: ignore[assignment]
     return summary
 
 
@@ -417,7 +253,7 @@ class ResultsWriter:
         self.run.update(dict(run_info or {}))
         self.finished = False
         self._jsonl = open(self.out_dir / "results.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        self._write_line({"schema_version": SCHEMA_VERSION, "run": _clean(self.run)})
+        self._write_line({"schema_version": SCHEMA_VERSION, "run": clean_json(self.run)})
         self._rewrite()
 
     @property
@@ -455,7 +291,7 @@ class ResultsWriter:
         """The results.json object as it stands now."""
         return {
             "schema_version": SCHEMA_VERSION,
-            "run": _clean(self.run),
+            "run": clean_json(self.run),
             "turns": [r.to_dict() for r in self.records],
             "summary": summarize(self.records, self.budgets),
         }

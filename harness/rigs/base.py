@@ -161,6 +161,28 @@ class HostClockMap:
     """Each stamp's offset from the slope (``t_us - slope_us * start``), µs, shape (blocks,)."""
     local_s: float = 0.5
 
+    def slip_ms(
+        self, sample_rate_hz: int, start_s: float, end_s: float, window_s: float = 0.1
+    ) -> float:
+        """How far the capture's sample clock fell behind the host clock between capture
+        times `start_s` and `end_s`, ms (0 when too few blocks were stamped there).
+
+        Each block's stamp is its callback's host time: the block's true time plus a wake-up
+        delay that is never negative. The lower edge of the stamps' offsets from the nominal
+        rate, per `window_s` window, is the capture's position against the wall clock; its
+        range over the interval is the wall-clock time that passed without being recorded."""
+        t = np.asarray(self.stamp_us, dtype=np.float64)
+        if t.size < 3:
+            return 0.0
+        k_s = (t - np.asarray(self.offset_us, dtype=np.float64)) / self.slope_us / sample_rate_hz
+        inside = (k_s >= start_s - window_s) & (k_s <= end_s + window_s)
+        if inside.sum() < 3:
+            return 0.0
+        behind = t[inside] - k_s[inside] * 1e6
+        window = np.floor((k_s[inside] - k_s[inside][0]) / window_s)
+        edges = [float(behind[window == w].min()) for w in np.unique(window)]
+        return (max(edges) - min(edges)) / 1000.0
+
     def _intercept_at(self, t_us: float) -> float:
         near = np.abs(self.stamp_us - float(t_us)) <= self.local_s * 1e6
         if near.sum() < 4:
@@ -523,12 +545,18 @@ class AudioRig(Protocol):
 
     name: the rig's name (profile stem or short name). sample_rate_hz: the stream's rate, Hz.
     block_frames: the stream's period, frames. channels: where mouth/ref/ear are.
+    timing_only_xruns: its xruns are late cycles that lose no samples (the JACK loopback on
+    the dummy driver); a sound card's xrun drops or repeats audio, a sim dropout zeroes it.
+    dry_path: the ear hears the DUT with no room in between (the loopback, a free-field sim),
+    so a fading word end before a barge-in stop is not taken for a room ringing down.
     """
 
     name: str
     sample_rate_hz: int
     block_frames: int
     channels: ChannelMap
+    timing_only_xruns: bool
+    dry_path: bool
 
     def open(self) -> AudioRig:
         """Acquire the audio path (start servers, open streams); returns self."""
@@ -555,7 +583,12 @@ class RigBase:
     """Shared plumbing for backends: context manager, calibration figures, play_and_record.
 
     name: the rig's name. sample_rate_hz: Hz. block_frames: the stream's period, frames.
+    A backend whose xruns lose no samples, or whose ear has no room before it, says so
+    (`AudioRig.timing_only_xruns`, `AudioRig.dry_path`).
     """
+
+    timing_only_xruns: bool = False
+    dry_path: bool = False
 
     def __init__(
         self,

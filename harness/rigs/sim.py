@@ -435,6 +435,7 @@ class SimRig(RigBase):
         super().__init__(profile.name, profile.sample_rate_hz, profile.block_frames)
         self.profile = profile
         self.options = profile.table("sim")
+        self.dry_path = float(profile.table("sim.room")["rt60_s"]) == 0.0  # free field
         self._dut_given = dut
         self.dut: SimDut | None = dut
         fs = self.sample_rate_hz

@@ -27,6 +27,7 @@ import soundfile as sf
 
 from harness.analysis import TurnMetrics
 from harness.conversation import ArrayCapture, TurnSpec, analyze_conversation
+from harness.reasons import Timeout
 from harness.rigs.base import Capture
 from harness.scenario.live import EarWatcher
 from harness.scenario.turn import (
@@ -44,7 +45,8 @@ class CallTurn:
     """One turn of a call: what was planned, where it played, what was measured.
 
     stimulus_at_sample / speech_end_sample / live_onset_sample / barge_in_at_sample: on the
-    call's capture timeline. timeout: which limit the turn hit, or None.
+    call's capture timeline. timeout: which limit the turn hit (for people), or None;
+    timeout_kind: the same for code.
     """
 
     plan: TurnPlan
@@ -55,6 +57,7 @@ class CallTurn:
     barge_in_at_sample: int | None
     timeout: str | None
     notes: list[str] = field(default_factory=list)
+    timeout_kind: Timeout | None = None
 
 
 @dataclass
@@ -108,7 +111,7 @@ def run_call(
             states.append(st)
             notes.append([])
             _stream(session, st, stim, clip, notes[-1])
-            if st.phase == "settle" or (st.timeout or "").startswith("the session's capacity"):
+            if st.phase == "settle" or st.timeout_kind is Timeout.CAPACITY:
                 break  # nothing more can be played in this session
     except _Stalled as exc:
         stalled = str(exc)
@@ -165,6 +168,7 @@ def run_call(
             barge_in_at_sample=st.barge_at,
             timeout=st.timeout,
             notes=n,
+            timeout_kind=st.timeout_kind,
         )
         for st, r, n in zip(states, measured, notes, strict=True)
     ]

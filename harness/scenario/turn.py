@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from harness.analysis import NO_REPLY, AnalysisOptions, TurnMetrics, analyze_capture
+from harness.analysis import AnalysisOptions, TurnMetrics, analyze_capture
 from harness.corpus import Utterance
 from harness.errors import HarnessError, InputError
+from harness.reasons import Discard, Timeout
 from harness.rigs.base import Capture, SessionError
 from harness.scenario.live import EarWatcher
 from harness.signal.resample import resample
@@ -114,7 +115,8 @@ class TurnResult:
     live_onset_sample: the reply onset the live watcher found (5 ms frame resolution).
     events: DUT telemetry of this turn, each with ``"t_s"``: capture-timeline seconds
         through the session's host clock map (None when the map has no acoustic meaning).
-    timeout: None, or which limit was hit ("no reply within 8.0 s ...").
+    timeout: None, or which limit was hit, for people ("no reply within 8.0 s ...");
+        timeout_kind: the same as a `Timeout`, for code.
     xruns: glitches during the session. wall_s: the whole call, s. audio_s: the capture's
         length, s. stream_s: wall time of the streaming part. analysis_s: saving + analysis.
     paths: capture_wav (float32 WAV [ref, ear] at the rig rate), metrics_json, events_jsonl.
@@ -138,6 +140,7 @@ class TurnResult:
     paths: dict[str, Path]
     stream_s: float = 0.0
     analysis_s: float = 0.0
+    timeout_kind: Timeout | None = None
     dut_info: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     analysis_wait_s: float = 0.0
@@ -281,6 +284,7 @@ def run_turn(
         live_onset_sample=st.onset_at,
         events=events,
         timeout=st.timeout,
+        timeout_kind=st.timeout_kind,
         xruns=capture.status.xrun_count,
         wall_s=0.0,
         audio_s=capture.duration_s,
@@ -314,6 +318,7 @@ class _State:
         self.barge_end_at: int | None = None
         self.clip_from = 0
         self.timeout: str | None = None
+        self.timeout_kind: Timeout | None = None
         self.last_loud_end = 0
         self.answered = False
         self.next_frame = 0  # first frame not yet judged
@@ -335,6 +340,7 @@ def _stream(
                     f"{READ_TIMEOUT_S:g} s"
                 )
             st.timeout = f"the session's capacity ran out at sample {session.position}"
+            st.timeout_kind = Timeout.CAPACITY
             return
         w.feed(block.ref, block.ear)
         pos = block.start + len(block.ref)
@@ -375,6 +381,7 @@ def _stream(
                         f"no reply within {plan.reply_timeout_s:g} s after the speech end "
                         f"(reply_timeout_s)"
                     )
+                    st.timeout_kind = Timeout.NO_REPLY
                     return
                 continue
             st.next_frame += run_window
@@ -393,6 +400,7 @@ def _stream(
                 limit_from = st.barge_end_at
             if pos - limit_from >= plan.max_reply_s * fs:
                 st.timeout = f"the reply was still going after {plan.max_reply_s:g} s (max_reply_s)"
+                st.timeout_kind = Timeout.REPLY_TOO_LONG
                 return
             quiet = pos - st.last_loud_end >= silence
             if st.barge_end_at is None:
@@ -465,7 +473,7 @@ def _analyse(
         )
     except InputError as exc:
         # A capture the analysis cannot take at all (an ear that heard nothing): no reply.
-        return TurnMetrics.refused(f"{NO_REPLY}: {exc}", fs)
+        return TurnMetrics.refused(f"{Discard.NO_REPLY}: {exc}", fs)
 
 
 def _summary(r: TurnResult) -> dict[str, Any]:

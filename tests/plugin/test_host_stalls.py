@@ -77,6 +77,13 @@ def test_a_turn_stalled_through_every_attempt_is_not_measured(tmp_path):
         finally:
             stop.set()
             hog.join()
+        # The pytest run's budget values and results.json's summary are the same: the
+        # stalled turn is counted in both and in the percentiles of neither.
+        ttfa = session.samples()["ttfa_ms"]
+        summary = session.summary()["ttfa_ms"]
+        assert [s.value is None for s in ttfa] == [False, True]
+        assert summary["n"] == 1 and summary["discarded"] == 1
+        assert summary["p50"] == ttfa[0].value
     kept = next(c for c in outcome.checks if c.name == "the host kept up")
     assert not kept.passed and "after 3 attempt(s)" in kept.message
     # a rule on a duration it missed by less than the stall is not measured, not failed

@@ -11,10 +11,10 @@ import pytest
 import soundfile as sf
 
 from harness.hostprobe import HostProbe
+from harness.judge import HOST_STALL_LIMIT_MS
 from harness.rigs import open_rig
 from harness.scenario import DutSpecError, TurnPlan, open_dut, parse_dut_spec, run_turn
 from harness.scenario.turn import _audio
-from harness.session import HOST_STALL_LIMIT_MS
 from tests.rigs.helpers import sim_profile
 from tests.scenario.conftest import sim_rig
 

@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import InputError
-
 CONTRACTS: tuple[str, ...] = ("budget", "chunking", "cancellation", "turn-taking", "infrastructure")
 """The contracts a check belongs to; a failure message starts with "[contract]"."""
 
@@ -37,7 +35,7 @@ def percentile(values: Iterable[float | None], name: str) -> float | None:
     """The named percentile ("p95", "max", ...) of `values` (numpy "linear"), leaving out
     None and non-finite values; None when nothing is left."""
     if name not in PERCENTILES:
-        raise InputError(
+        raise ValueError(
             f"percentile: unknown percentile {name!r}; expected one of {', '.join(PERCENTILES)}"
         )
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]

@@ -15,23 +15,26 @@ One asyncio task per stage, bounded queues between them, engines in worker threa
                                                                               │
                                                                pull_output ◀──┘
 
+The `Agent` here is the listen stage and the control; think, speak and play are stage
+objects (`device.agent.stages`), and what passes between them is in `device.agent.turns`.
 Data (transcripts, chunks, audio) goes through the queues, tagged with the turn it belongs
 to; control never does. A barge-in is a method, `Agent._barge_in`, run by the listen task:
-STOP (cancel the think/speak/play tasks and the LLM thread), DRAIN (empty every queue and the
+STOP (every stage's `stop`, and the LLM thread), DRAIN (every stage's `drain` and the
 playback buffer, counting what was dropped), RESET (restart the stages, record the reply as
 interrupted in the history, listen to the new utterance). Items of a cancelled turn that are
 still in flight are recognised by their turn number and dropped after every await that does
 real work.
 
-Speculative start: during the end-of-utterance silence the listen task may put a
-*speculative* transcript (a stable partial, then the early final decode) on the transcript
-queue; the reply is generated and synthesised as usual, but `_play` holds its audio until
-`_finalize` commits it (the final transcript has the same words) or it is cancelled
-(`_cancel_speculation`: speech resumed, or other words) — STOP and DRAIN as in a barge-in,
-with the history restored, and nothing of it ever played.
+Speculative start (`device.agent.speculation`): during the end-of-utterance silence the
+listen task may put a *speculative* transcript (a stable partial, then the early final
+decode) on the transcript queue; the reply is generated and synthesised as usual, but the
+play stage holds its audio until `_finalize` commits it (the final transcript has the same
+words) or it is cancelled (speech resumed, or other words) — STOP and DRAIN as in a
+barge-in, with the history restored, and nothing of it ever played.
 
 States: LISTENING → USER_SPEAKING → THINKING → SPEAKING → LISTENING, and INTERRUPTED while a
-barge-in is being handled. Every transition is a ``state`` event.
+barge-in is being handled. Every transition is a ``state`` event. The event-loop watchdog
+is `device.agent.watchdog`.
 
 `push_input` and `pull_output` are thread-safe: an audio device (JACK, sounddevice, the
 file-mode clock) calls them from its own thread while the pipeline runs on its event loop.
@@ -41,166 +44,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import threading
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from device.agent.audio import OutputBuffer, earcon, resample
-from device.agent.chunker import Chunk, ClauseChunker
+from device.agent.audio import OutputBuffer, earcon
 from device.agent.config import AgentConfig
 from device.agent.engines import ASR_RATE_HZ, Engines, Message
 from device.agent.events import Telemetry, now_us
-
-
-class State(enum.StrEnum):
-    """What the agent is doing."""
-
-    LISTENING = "listening"
-    USER_SPEAKING = "user_speaking"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
-    INTERRUPTED = "interrupted"
-
-
-@dataclass(frozen=True)
-class UserTurn:
-    """A transcript for the LLM (``partial`` only with the partial-to-llm fault)."""
-
-    turn: int
-    text: str
-    partial: bool = False
-    speculative: bool = False
-
-
-@dataclass(frozen=True)
-class TextChunk:
-    """A chunk of reply text for TTS."""
-
-    turn: int
-    chunk: Chunk
-
-
-@dataclass(frozen=True)
-class AudioChunk:
-    """Synthesised audio of one chunk, at the output rate."""
-
-    turn: int
-    index: int
-    samples: np.ndarray
-
-
-@dataclass(frozen=True)
-class EndOfReply:
-    """The last item of a reply's data stream."""
-
-    turn: int
-
-
-@dataclass
-class _TurnTimes:
-    """Monotonic µs stamps of one turn, for the agent's own latency summary."""
-
-    speech_end_us: int | None = None
-    speech_end_input_s: float | None = None
-    eou_us: int | None = None
-    asr_final_us: int | None = None
-    llm_request_us: int | None = None
-    llm_first_token_us: int | None = None
-    first_chunk_us: int | None = None
-    tts_first_audio_us: int | None = None
-    playback_start_us: int | None = None
-    playback_start_output_s: float | None = None
-    underruns: int = 0
-    summarised: bool = False
-
-
-@dataclass
-class _Utterance:
-    """What the gate collects while the user speaks."""
-
-    turn: int
-    frames: list[np.ndarray] = field(default_factory=list)
-    voiced_ms: float = 0.0
-    speechlike_ms: float = 0.0  # frames at or above neg_threshold: the barge-in's evidence
-    silence_ms: float = 0.0
-    since_partial_ms: float = 0.0
-    last_voiced_end: int = 0  # input sample index
-    last_voiced_us: int = 0
-    barge_in_done: bool = False
-    candidate: asyncio.Task[str] | None = None  # final decode started at the first silence
-    partials: list[str] = field(default_factory=list)
-
-    def audio(self) -> np.ndarray:
-        return np.concatenate(self.frames) if self.frames else np.zeros(0, np.float32)
-
-
-@dataclass
-class _Speculation:
-    """A reply started during the end-of-utterance silence, not yet allowed to play."""
-
-    turn: int
-    text: str
-    source: str  # "partial" (a stable partial transcript) or "final" (the early final decode)
-    started_us: int
-    history_len: int  # the history before it, restored if it is cancelled
-    committed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def key(self) -> str:
-        return words_key(self.text)
-
-
-def words_key(text: str) -> str:
-    """A transcript reduced to its words (lower case, no punctuation), for comparisons."""
-    return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split())
-
-
-DANGLING_WORDS: frozenset[str] = frozenset(
-    {
-        *("a", "an", "the", "my", "your", "our", "their", "some"),
-        *("for", "to", "of", "in", "at", "with", "from", "about", "into", "than"),
-        *("and", "or", "but", "because", "if"),
-        *("um", "uh", "er"),
-    }
+from device.agent.speculation import Speculator
+from device.agent.stages import Player, Speaker, Stage, Thinker
+from device.agent.turns import (
+    AudioChunk,
+    EndOfReply,
+    Speculation,
+    State,
+    TextChunk,
+    TurnTimes,
+    UserTurn,
+    Utterance,
+    sounds_unfinished,
+    words_key,
 )
-"""Words a finished request does not end on (English articles, possessives, prepositions,
-conjunctions, fillers): a transcript ending on one is a sentence the user paused in. Words
-that can end a request ("on" in "turn it on", "it" in "what time is it") are left out."""
+from device.agent.watchdog import watch_event_loop
 
-
-def sounds_unfinished(text: str, max_words: int) -> bool:
-    """True when `text` reads like a sentence the user paused in, not a whole request:
-    it ends on a `DANGLING_WORDS` word ("Set a timer for"), has at most `max_words` words
-    ("Play the song") or trails off ("Remind me to... Remind me too. Rem", tiny.en's usual
-    answer to a sentence cut off mid-way). Empty text: False.
-
-    (A repeated phrase is no sign: tiny.en also repeats the end of whole questions, "How
-    many ounces are in a pound? How many ouncees are".)"""
-    words = words_key(text).split()
-    if not words:
-        return False
-    if words[-1] in DANGLING_WORDS or len(words) <= max_words:
-        return True
-    return "..." in text or "\u2026" in text
-
-
-def trim_leading_silence(audio: np.ndarray, rate_hz: int, level: float = 1e-3) -> np.ndarray:
-    """Drop the dead air a synthesiser puts before the first sound (piper: 5-45 ms below
-    -60 dBFS), keeping 2 ms before it: the reply's first chunk is heard that much sooner."""
-    loud = np.flatnonzero(np.abs(audio) > level)
-    if not len(loud):
-        return audio
-    return audio[max(0, int(loud[0]) - rate_hz // 500) :]
-
-
-_DONE = object()
+__all__ = [
+    "Agent",
+    "AudioChunk",
+    "EndOfReply",
+    "State",
+    "TextChunk",
+    "UserTurn",
+    "sounds_unfinished",
+]
 
 
 class Agent:
@@ -225,7 +105,6 @@ class Agent:
         self.telemetry = telemetry
         self.output_rate_hz = output_rate_hz
         self.fault = config.fault
-        self._output_gain = 10.0 ** (config.tts.output_gain_db / 20.0)
         p = config.pipeline
         self.frame_out = output_rate_hz * p.frame_ms // 1000
         self._out = OutputBuffer(
@@ -240,28 +119,30 @@ class Agent:
         self._transcripts: asyncio.Queue[UserTurn] | None = None
         self._tts_q: asyncio.Queue[TextChunk | EndOfReply] | None = None
         self._audio_q: asyncio.Queue[AudioChunk | EndOfReply] | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # listen, watchdog
+        self.thinker: Thinker | None = None
+        self.speaker: Speaker | None = None
+        self.player: Player | None = None
         self._finalize_task: asyncio.Task[None] | None = None
         self._pools = {
             name: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"agent-{name}")
             for name, n in (("vad", 1), ("asr", 1), ("llm", 2), ("tts", 1))
         }
-        self._llm_cancel: threading.Event | None = None
         self._turn_seq = 0
         self._reply_turn = 0  # the turn being answered (or last answered)
         self._cancelled_upto = 0  # every turn <= this was cancelled by a barge-in
-        self._utt: _Utterance | None = None
+        self._utt: Utterance | None = None
         self._last_utterance_audio: np.ndarray | None = None
         self._preroll: deque[np.ndarray] = deque()
         self._in_pos = 0  # input samples (16 kHz) through the VAD
         self._partial_task: asyncio.Task[None] | None = None
-        self._times: dict[int, _TurnTimes] = {}
+        self._times: dict[int, TurnTimes] = {}
         self._started_turns: set[int] = set()
         self._reply_text: dict[int, list[str]] = {}
-        self._play_left = 0  # samples of the chunk the play task holds, not yet buffered
         self._first_push = True
         self._input_lock = threading.Lock()
-        self._spec: _Speculation | None = None
+        self._spec: Speculation | None = None
+        self.speculator = Speculator(self)
         self._history_at: dict[int, int] = {}  # history length before each turn's request
         # The earcon (config.pipeline.earcon) is mixed into the output on top of the replies,
         # outside the reply buffer: it is no reply and starts no playback telemetry.
@@ -343,8 +224,13 @@ class Agent:
             configure(self.config.llm)
         if self.config.asr.oracle_transcripts and hasattr(self.engines.asr, "set_transcripts"):
             self.engines.asr.set_transcripts(list(self.config.asr.oracle_transcripts))
+        self.thinker = Thinker(self, self._transcripts, self._tts_q)
+        self.speaker = Speaker(self, self._tts_q, self._audio_q)
+        self.player = Player(self, self._audio_q)
         self._tasks["listen"] = asyncio.create_task(self._listen(), name="listen")
-        self._tasks["watchdog"] = asyncio.create_task(self._watchdog(), name="watchdog")
+        self._tasks["watchdog"] = asyncio.create_task(
+            watch_event_loop(self.telemetry, p.stall_ms), name="watchdog"
+        )
         self._start_reply_stages(play=True)
         self._emit_state(State.LISTENING, force=True)
         if ready is not None:
@@ -352,9 +238,9 @@ class Agent:
         try:
             await self._stopping.wait()
         finally:
-            if self._llm_cancel is not None:
-                self._llm_cancel.set()
+            self._stages()[0].cancel_llm()
             tasks = [*self._tasks.values()]
+            tasks += [s.task for s in self._stages() if s.task is not None]
             for extra in (self._finalize_task, self._partial_task):
                 if extra is not None:
                     tasks.append(extra)
@@ -368,11 +254,16 @@ class Agent:
                 pool.shutdown(wait=False, cancel_futures=True)
             self.telemetry.emit("session_end", output_s=self._out.position / self.output_rate_hz)
 
+    def _stages(self) -> tuple[Thinker, Speaker, Player]:
+        assert self.thinker is not None and self.speaker is not None and self.player is not None
+        return self.thinker, self.speaker, self.player
+
     def _start_reply_stages(self, play: bool) -> None:
-        self._tasks["think"] = asyncio.create_task(self._think(), name="think")
-        self._tasks["speak"] = asyncio.create_task(self._speak(), name="speak")
+        thinker, speaker, player = self._stages()
+        thinker.start()
+        speaker.start()
         if play:
-            self._tasks["play"] = asyncio.create_task(self._play(), name="play")
+            player.start()
 
     def _enqueue_input(self, frame: np.ndarray) -> None:
         assert self._input is not None
@@ -390,8 +281,8 @@ class Agent:
             self.state = state
             self.telemetry.emit("state", state=state.value)
 
-    def _times_of(self, turn: int) -> _TurnTimes:
-        return self._times.setdefault(turn, _TurnTimes())
+    def _times_of(self, turn: int) -> TurnTimes:
+        return self._times.setdefault(turn, TurnTimes())
 
     def _cancelled(self, turn: int) -> bool:
         return turn <= self._cancelled_upto
@@ -428,7 +319,7 @@ class Agent:
             utt.last_voiced_us = now_us()
             utt.candidate = None  # speech resumed: an early final decode is stale
             if self._spec is not None and self._spec.turn == utt.turn:
-                self._cancel_speculation("speech_resumed")
+                self.speculator.cancel("speech_resumed")
             await self._maybe_barge_in(utt)
         elif utt is not None:
             utt.frames.append(frame)
@@ -445,7 +336,7 @@ class Agent:
                 utt.candidate = asyncio.create_task(self._candidate(utt, audio))
                 partials = utt.partials
                 if len(partials) >= 2 and words_key(partials[-1]) == words_key(partials[-2]):
-                    self._speculate(utt, partials[-1], "partial")
+                    self.speculator.start(utt, partials[-1], "partial")
             if prob < cfg.neg_threshold or utt.silence_ms > 0:
                 utt.silence_ms += frame_ms
             if utt.silence_ms >= cfg.silence_ms and (
@@ -461,7 +352,7 @@ class Agent:
         if self._utt is not None:
             self._maybe_partial(self._utt, frame_ms)
 
-    def _unfinished(self, utt: _Utterance) -> bool:
+    def _unfinished(self, utt: Utterance) -> bool:
         """Hold the end of the utterance while its early final transcript is still being
         decoded, or when it sounds like a sentence the user paused in (`sounds_unfinished`);
         the hold never outlasts `incomplete_silence_ms`."""
@@ -474,7 +365,7 @@ class Agent:
             return False
         return sounds_unfinished(utt.candidate.result(), cfg.incomplete_max_words)
 
-    async def _maybe_barge_in(self, utt: _Utterance) -> None:
+    async def _maybe_barge_in(self, utt: Utterance) -> None:
         """Barge in once the user has talked `barge_in_min_ms` (frames at or above the VAD's
         lower threshold, at least one above the upper) over a reply being thought or said."""
         if (
@@ -485,9 +376,9 @@ class Agent:
             utt.barge_in_done = True
             await self._barge_in(utt)
 
-    def _begin_utterance(self, start: int) -> _Utterance:
+    def _begin_utterance(self, start: int) -> Utterance:
         self._turn_seq += 1
-        utt = _Utterance(turn=self._turn_seq)
+        utt = Utterance(turn=self._turn_seq)
         utt.frames.extend(self._preroll)
         self._preroll.clear()
         self._utt = utt
@@ -502,7 +393,7 @@ class Agent:
             self._emit_state(State.USER_SPEAKING)
         return utt
 
-    def _end_utterance(self, utt: _Utterance) -> None:
+    def _end_utterance(self, utt: Utterance) -> None:
         cfg = self.config.vad
         self._utt = None
         self.telemetry.emit(
@@ -525,7 +416,7 @@ class Agent:
         self._reply_turn = utt.turn
         self._finalize_task = asyncio.create_task(self._finalize(utt), name="finalize")
 
-    def _maybe_partial(self, utt: _Utterance, frame_ms: float) -> None:
+    def _maybe_partial(self, utt: Utterance, frame_ms: float) -> None:
         utt.since_partial_ms += frame_ms
         busy = self._partial_task is not None and not self._partial_task.done()
         if utt.since_partial_ms < self.config.asr.partial_interval_ms or busy:
@@ -549,7 +440,7 @@ class Agent:
             self._reply_turn = turn
             await self._transcripts.put(UserTurn(turn, text, partial=True))
 
-    async def _finalize(self, utt: _Utterance) -> None:
+    async def _finalize(self, utt: Utterance) -> None:
         assert self._transcripts is not None
         if utt.candidate is not None:
             text = await utt.candidate
@@ -564,9 +455,9 @@ class Agent:
         spec = self._spec
         if spec is not None and spec.turn == utt.turn:
             if spec.key == words_key(text):
-                self._commit_speculation(spec, text)
+                self.speculator.commit(spec, text)
                 return
-            self._cancel_speculation("transcript_changed", final=text)
+            self.speculator.cancel("transcript_changed", final=text)
         if not text.strip():
             if self.state == State.THINKING:
                 self._emit_state(State.LISTENING)
@@ -575,98 +466,17 @@ class Agent:
 
     # ------------------------------------------------------------------ speculation
 
-    async def _candidate(self, utt: _Utterance, audio: np.ndarray) -> str:
+    async def _candidate(self, utt: Utterance, audio: np.ndarray) -> str:
         """The final decode, started at the first silent frame; when it is back and the
         silence goes on, the reply is started on it."""
         text = await self._decode(audio, final=True)
         if utt.candidate is asyncio.current_task() and self._utt is utt:
-            self._speculate(utt, text, "final")
+            self.speculator.start(utt, text, "final")
         return text
-
-    def _may_speculate(self) -> bool:
-        """Speculation only starts when no reply is under way or still playing."""
-        assert self._transcripts is not None and self._tts_q is not None
-        assert self._audio_q is not None
-        return (
-            self.config.pipeline.speculate
-            and self.fault != "partial-to-llm"
-            and self.state == State.USER_SPEAKING
-            and self._transcripts.empty()
-            and self._tts_q.empty()
-            and self._audio_q.empty()
-            and self._out.buffered() == 0
-            and self._play_left == 0
-        )
-
-    def _speculate(self, utt: _Utterance, text: str, source: str) -> None:
-        """Start (or keep) a speculative reply to ``text`` during the silence."""
-        assert self._transcripts is not None
-        key = words_key(text)
-        spec = self._spec
-        if spec is not None:
-            if spec.turn == utt.turn and spec.key == key:
-                return  # the same words: the reply under way stands
-            self._cancel_speculation("transcript_changed", final=text)
-        if not key or not self._may_speculate():
-            return
-        self._spec = _Speculation(utt.turn, text, source, now_us(), len(self.history))
-        self._transcripts.put_nowait(UserTurn(utt.turn, text, speculative=True))
-
-    def _commit_speculation(self, spec: _Speculation, final: str) -> None:
-        """The utterance ended with the words the speculative reply answers: let it play."""
-        self._spec = None
-        if len(self.history) > spec.history_len:  # the user's words as finally transcribed
-            self.history[spec.history_len] = Message("user", final)
-        spec.committed.set()
-        self.telemetry.emit(
-            "speculation",
-            turn=spec.turn,
-            outcome="committed",
-            source=spec.source,
-            text=spec.text,
-            lead_ms=round((now_us() - spec.started_us) / 1000.0, 1),
-        )
-
-    def _cancel_speculation(self, reason: str, final: str | None = None) -> None:
-        """Drop a speculative reply: nothing of it has been played. STOP its stages, DRAIN
-        the queues, restore the history, restart the stages."""
-        assert self._transcripts is not None and self._tts_q is not None
-        assert self._audio_q is not None
-        spec, self._spec = self._spec, None
-        if spec is None:
-            return
-        if self._llm_cancel is not None:
-            self._llm_cancel.set()
-        for name in ("think", "speak", "play"):
-            # Cancelled tasks run no more of their code: nothing is put after the drain.
-            self._tasks[name].cancel()
-        chunks = 0
-        for q in (self._transcripts, self._tts_q, self._audio_q):
-            while not q.empty():
-                chunks += isinstance(q.get_nowait(), TextChunk | AudioChunk)
-        self._out.clear()
-        self._play_left = 0
-        del self.history[spec.history_len :]
-        self._reply_text.pop(spec.turn, None)
-        times = self._times_of(spec.turn)
-        times.llm_request_us = times.llm_first_token_us = None
-        times.first_chunk_us = times.tts_first_audio_us = None
-        self._start_reply_stages(play=True)
-        fields: dict[str, Any] = {"final": final} if final is not None else {}
-        self.telemetry.emit(
-            "speculation",
-            turn=spec.turn,
-            outcome="cancelled",
-            reason=reason,
-            source=spec.source,
-            text=spec.text,
-            chunks_dropped=chunks,
-            **fields,
-        )
 
     # ------------------------------------------------------------------ cancel
 
-    async def _barge_in(self, utt: _Utterance) -> None:
+    async def _barge_in(self, utt: Utterance) -> None:
         """STOP, DRAIN, RESET: the user talks over the agent (or over its thinking)."""
         assert self._tts_q is not None and self._audio_q is not None
         assert self._transcripts is not None
@@ -683,33 +493,24 @@ class Agent:
             return
         self._emit_state(State.INTERRUPTED)
         stale_audio = self.fault == "stale-audio"
-        # STOP
+        # STOP: every stage the same way (with stale-audio, the mistake: play goes on)
         self._cancelled_upto = max(self._cancelled_upto, turn)
-        if self._llm_cancel is not None:
-            self._llm_cancel.set()
-        stop = [self._tasks["think"], self._tasks["speak"]]
-        if not stale_audio:
-            stop.append(self._tasks["play"])
+        thinker, speaker, player = self._stages()
+        thinker.cancel_llm()
+        stages: list[Stage] = [thinker, speaker] if stale_audio else [thinker, speaker, player]
+        stop = [task for stage in stages if (task := stage.stop()) is not None]
         if self._finalize_task is not None and not self._finalize_task.done():
+            self._finalize_task.cancel()
             stop.append(self._finalize_task)
-        for task in stop:
-            task.cancel()
         await asyncio.gather(*stop, return_exceptions=True)
         # DRAIN
-        chunks = 0
-        audio_samples = 0
-        for q in (self._transcripts, self._tts_q):
-            while not q.empty():
-                item = q.get_nowait()
-                chunks += isinstance(item, TextChunk)
+        chunks = audio_samples = 0
+        for stage in stages:
+            dropped_chunks, dropped_samples = stage.drain()
+            chunks += dropped_chunks
+            audio_samples += dropped_samples
         if not stale_audio:
-            while not self._audio_q.empty():
-                item = self._audio_q.get_nowait()
-                if isinstance(item, AudioChunk):
-                    chunks += 1
-                    audio_samples += len(item.samples)
-            audio_samples += self._play_left + self._out.clear()
-            self._play_left = 0
+            audio_samples += self._out.clear()
         # RESET
         heard = turn in self._started_turns
         generated = "".join(self._reply_text.get(turn, [])).strip()
@@ -743,199 +544,9 @@ class Agent:
         keep = 2 * self.config.pipeline.history_turns
         del self.history[:-keep]
 
-    # ------------------------------------------------------------------ think: LLM + buffer
-
-    async def _think(self) -> None:
-        assert self._transcripts is not None
-        while True:
-            request = await self._transcripts.get()
-            if self._cancelled(request.turn):
-                continue
-            await self._reply(request)
-
-    async def _reply(self, request: UserTurn) -> None:
-        turn = request.turn
-        cfg = self.config
-        times = self._times_of(turn)
-        self._history_at[turn] = len(self.history)
-        self.history.append(Message("user", request.text))
-        messages = list(self.history)
-        times.llm_request_us = now_us()
-        self.telemetry.emit(
-            "llm_request",
-            turn=turn,
-            text=request.text,
-            partial=request.partial,
-            speculative=request.speculative,
-        )
-        c = cfg.chunker
-        chunker = ClauseChunker(c.min_tokens, c.max_tokens, c.first_min_tokens, c.first_max_tokens)
-        parts: list[str] = []
-        self._reply_text[turn] = parts
-        serialized = self.fault == "serialized-llm"
-        first = True
-        async with contextlib.aclosing(self._tokens(messages)) as stream:
-            async for token in stream:
-                if self._cancelled(turn):
-                    return
-                if first:
-                    first = False
-                    times.llm_first_token_us = now_us()
-                    self.telemetry.emit("llm_first_token", turn=turn, text=token)
-                self.telemetry.emit("llm_token", turn=turn, text=token)
-                parts.append(token)
-                if not serialized:
-                    for chunk in self._chunks(chunker, token):
-                        await self._send_chunk(turn, chunk)
-        self.telemetry.emit("llm_done", turn=turn, tokens=len(parts), text="".join(parts).strip())
-        if serialized:  # the mistake: TTS sees nothing until the whole reply is there
-            for token in parts:
-                for chunk in self._chunks(chunker, token):
-                    await self._send_chunk(turn, chunk)
-        for chunk in chunker.finish():
-            await self._send_chunk(turn, chunk)
-        await self._put(self._tts_q, EndOfReply(turn), "tts")
-        self._record_reply(turn, "".join(parts).strip(), interrupted=False)
-
-    def _chunks(self, chunker: ClauseChunker, token: str) -> list[Chunk]:
-        if self.fault == "token-tts":  # the mistake: no clause buffer at all
-            return [Chunk(token, 1, "max_tokens", -1)] if token.strip() else []
-        return chunker.push(token)
-
-    async def _send_chunk(self, turn: int, chunk: Chunk) -> None:
-        times = self._times_of(turn)
-        if times.first_chunk_us is None:
-            times.first_chunk_us = now_us()
-        self.telemetry.emit(
-            "tts_chunk",
-            turn=turn,
-            text=chunk.text.strip(),
-            tokens=chunk.tokens,
-            reason=chunk.reason,
-        )
-        await self._put(self._tts_q, TextChunk(turn, chunk), "tts")
-
     async def _put(self, q: asyncio.Queue[Any], item: Any, name: str) -> None:
         await q.put(item)  # waits while the queue is full: back-pressure
         self.telemetry.emit("queue_depth", queue=name, depth=q.qsize(), bound=q.maxsize or None)
-
-    async def _tokens(self, messages: list[Message]) -> AsyncIterator[str]:
-        """The LLM's tokens, produced in a worker thread, through a bounded queue."""
-        assert self._loop is not None
-        loop = self._loop
-        cancel = threading.Event()
-        self._llm_cancel = cancel
-        tokens: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.config.pipeline.token_queue)
-
-        def hand_over(item: Any) -> bool:
-            put = tokens.put(item)
-            try:
-                future = asyncio.run_coroutine_threadsafe(put, loop)
-            except RuntimeError:  # the loop is gone
-                put.close()
-                return False
-            while not cancel.is_set():
-                try:
-                    future.result(timeout=0.05)
-                    return True
-                except TimeoutError:
-                    continue
-            future.cancel()
-            return False
-
-        def produce() -> None:
-            try:
-                for token in self.engines.llm.stream(messages):
-                    if cancel.is_set() or not hand_over(token):
-                        return
-                hand_over(_DONE)
-            except Exception as exc:  # surfaced on the loop by the consumer
-                hand_over(exc)
-
-        work = loop.run_in_executor(self._pools["llm"], produce)
-        try:
-            while True:
-                item = await tokens.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            cancel.set()
-            work.cancel()
-
-    # ------------------------------------------------------------------ speak: TTS
-
-    async def _speak(self) -> None:
-        assert self._tts_q is not None and self._audio_q is not None
-        tts = self.engines.tts
-        while True:
-            item = await self._tts_q.get()
-            self.telemetry.emit(
-                "queue_depth",
-                queue="tts",
-                depth=self._tts_q.qsize(),
-                bound=self._tts_q.maxsize or None,
-            )
-            if self._cancelled(item.turn):
-                continue
-            if isinstance(item, EndOfReply):
-                await self._put(self._audio_q, item, "audio")
-                continue
-            text = item.chunk.text.strip()
-            if not any(ch.isalnum() for ch in text):
-                continue
-            if self.fault == "blocking-call":
-                audio = tts.synthesize(text)  # the mistake: the event loop stops meanwhile
-            else:
-                audio = await self._in_thread("tts", tts.synthesize, text)
-            if self._cancelled(item.turn):
-                continue
-            audio = resample(audio, tts.sample_rate_hz, self.output_rate_hz)
-            audio *= np.float32(self._output_gain)
-            times = self._times_of(item.turn)
-            if item.chunk.index == 0:
-                audio = trim_leading_silence(audio, self.output_rate_hz)
-            if times.tts_first_audio_us is None:
-                times.tts_first_audio_us = now_us()
-                self.telemetry.emit(
-                    "tts_first_audio",
-                    turn=item.turn,
-                    audio_ms=round(len(audio) * 1000 / self.output_rate_hz),
-                )
-            await self._put(self._audio_q, AudioChunk(item.turn, item.chunk.index, audio), "audio")
-
-    # ------------------------------------------------------------------ play
-
-    async def _play(self) -> None:
-        assert self._audio_q is not None
-        frame = self.frame_out
-        wait_s = self.config.pipeline.frame_ms / 4000.0
-        stale_ok = self.fault == "stale-audio"
-        while True:
-            item = await self._audio_q.get()
-            spec = self._spec
-            if spec is not None and spec.turn == item.turn:
-                await spec.committed.wait()  # a speculative reply plays only once committed
-            if self._cancelled(item.turn) and not stale_ok:
-                continue
-            if isinstance(item, EndOfReply):
-                self._out.end_reply(item.turn)
-                continue
-            first = item.turn not in self._started_turns
-            self._started_turns.add(item.turn)
-            samples = item.samples
-            self._play_left = len(samples)
-            for k in range(0, len(samples), frame):
-                piece = samples[k : k + frame]
-                while self._out.space() < len(piece):
-                    await asyncio.sleep(wait_s)
-                if self._cancelled(item.turn) and not stale_ok:
-                    break
-                self._out.write(item.turn, piece, first=first and k == 0)
-                self._play_left -= len(piece)
-            self._play_left = 0
 
     def _on_output_event(self, kind: str, turn: int, position: int) -> None:
         """Called by `OutputBuffer.read` on the device's thread."""
@@ -991,78 +602,6 @@ class Agent:
             tts_first_audio_ms=ms(t.first_chunk_us, t.tts_first_audio_us),
             playback_ms=ms(t.tts_first_audio_us, t.playback_start_us),
         )
-
-    # ------------------------------------------------------------------ watchdog
-
-    async def _watchdog(self) -> None:
-        """Emits ``loop_stall`` when the event loop was blocked longer than ``stall_ms``.
-
-        A lag alone does not say whose it is: a blocking call on the loop (the agent's
-        mistake), or a host that did not run this process (the CPU taken by other processes
-        or the hypervisor; the GIL held by another thread's C code, in process by the
-        harness). A probe thread sleeping in the same steps tells them apart: when it was
-        held up over the same window the host was (``starved_ms``, its longest delay there);
-        when it ran on time, the loop was blocked by its own code.
-        """
-        period = 0.01
-        threshold = self.config.pipeline.stall_ms / 1000.0
-        probe = _LagProbe(period)
-        probe.start()
-        try:
-            while True:
-                before = time.perf_counter()
-                await asyncio.sleep(period)
-                after = time.perf_counter()
-                lag = after - before - period
-                if lag > threshold:
-                    starved = min(lag, probe.worst_lag_s(before, after))
-                    self.telemetry.emit(
-                        "loop_stall",
-                        lag_ms=round(lag * 1000.0, 1),
-                        starved_ms=round(starved * 1000.0, 1),
-                    )
-        finally:
-            probe.stop()
-
-
-class _LagProbe:
-    """A daemon thread that sleeps `period_s` at a time and keeps how late each wake-up was
-    (the last ~20 s): the host's share of an event-loop lag (see `_watchdog`)."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._spans: deque[tuple[float, float]] = deque(maxlen=2000)
-        self._sleeping_since: float | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="loop-lag-probe", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t0 = time.perf_counter()
-            with self._lock:
-                self._sleeping_since = t0
-            time.sleep(self.period_s)
-            t1 = time.perf_counter()
-            with self._lock:
-                self._spans.append((t0, t1))
-                self._sleeping_since = None
-
-    def worst_lag_s(self, start: float, end: float) -> float:
-        """The probe's longest lateness over sleeps overlapping [start, end] (perf_counter
-        seconds), counting a sleep still waiting to be woken up."""
-        now = time.perf_counter()
-        with self._lock:
-            spans = [s for s in self._spans if s[1] > start and s[0] < end]
-            if self._sleeping_since is not None and self._sleeping_since < end:
-                spans.append((self._sleeping_since, now))
-        return max((t1 - t0 - self.period_s for t0, t1 in spans), default=0.0)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, None]) -> None:

@@ -110,6 +110,11 @@ def noise_level(band: np.ndarray, spans: list[tuple[int, int]], fs: int) -> floa
     return float(np.quantile(p, 0.9)) if p.size else 0.0
 
 
+ONSET_VETO_DB = 6.0
+"""A refined onset whose contrast (the 20 ms after it over the 40 ms before) is below this
+is not the start of a reply (docs/measurement.md)."""
+
+
 def blind_onset(
     residual: np.ndarray,
     reply_segs: list[Segment],
@@ -137,6 +142,12 @@ def blind_onset(
     if bw is None:
         return first.start, onset_confidence(band, int(first.start), fs, snr_db)
     onset, contrast = refine_boundary(residual, int(first.start), fb, bw, search_before_s=0.1)
+    if contrast < ONSET_VETO_DB:
+        # So little contrast is a bump in what precedes the reply (the noise, what the room
+        # still rings with), not its start: the broadband edge stands, with its own
+        # confidence (a tuning seed in RT60 0.4 s, leakage -10 dB, 42 dB SNR: the refined
+        # onset was 23 ms early at 5 dB contrast, the broadband edge exact at 30 dB).
+        return first.start, onset_confidence(band, int(first.start), fs, snr_db)
     return onset, blind_confidence(contrast, snr_db)
 
 

@@ -111,5 +111,5 @@ def test_a_check_has_a_stable_id_and_round_trips_through_json():
     d = c.to_dict()
     assert d["id"] == c.id
     assert Check.from_dict(d) == c
-    with pytest.raises(ValueError, match="unknown percentile .p42."):
+    with pytest.raises(ValueError, match=r"unknown percentile 'p42'"):
         percentile([1.0], "p42")

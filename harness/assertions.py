@@ -344,14 +344,23 @@ def check_cancellation(
     "Stop.", met with silence) within the TTFA allowed, and old and new replies never overlap."""
     rules = rules or CancellationRules()
     m = _metrics(turn)
-    events = _events(turn)
-    checks: list[Check] = []
     if m.barge_in_onset_s is None:
         return [
             Check(
                 "cancellation", "barge-in injected", False, "the barge-in clip was not found in ref"
             )
         ]
+    checks = [_stop_check(m, stop_budget_ms), _stale_check(m, rules)]
+    checks += _device_cancel_checks(m, _events(turn))
+    clip = getattr(getattr(turn, "plan", None), "barge_in", None)
+    wants_answer = bool(getattr(clip, "reply_keywords", ()))
+    if clip is not None:
+        checks.append(_answer_check(m, clip, wants_answer, rules))
+    return checks
+
+
+def _stop_check(m: Any, stop_budget_ms: float) -> Check:
+    """The reply stops on the barge-in within the budget (from the audio)."""
     stop = m.stop_latency_ms
     if stop is None:
         why = getattr(m, "stop_refused", None) or "no stop found"
@@ -364,99 +373,93 @@ def check_cancellation(
             )
         else:
             msg = f"not measured: {why}"
-        checks.append(Check("cancellation", "reply stops on barge-in", False, msg))
-    else:
-        checks.append(
-            Check(
-                "cancellation",
-                "reply stops on barge-in",
-                stop <= stop_budget_ms,
-                f"stop latency {stop:.0f} ms (budget {stop_budget_ms:.0f} ms)"
-                + (" - the agent talked on over the user" if stop > stop_budget_ms else ""),
-                over_ms=stop - stop_budget_ms,
-            )
-        )
-    residual = m.residual_ms or 0.0
-    checks.append(
-        Check(
-            "cancellation",
-            "no stale audio after the stop",
-            residual <= rules.max_stale_ms,
-            f"{residual:.0f} ms of the interrupted reply heard after it stopped (limit "
-            f"{rules.max_stale_ms:.0f} ms)"
-            + (
-                " - queued audio of a cancelled reply still plays"
-                if residual > rules.max_stale_ms
-                else ""
-            ),
-        )
+        return Check("cancellation", "reply stops on barge-in", False, msg)
+    return Check(
+        "cancellation",
+        "reply stops on barge-in",
+        stop <= stop_budget_ms,
+        f"stop latency {stop:.0f} ms (budget {stop_budget_ms:.0f} ms)"
+        + (" - the agent talked on over the user" if stop > stop_budget_ms else ""),
+        over_ms=stop - stop_budget_ms,
     )
+
+
+def _stale_check(m: Any, rules: CancellationRules) -> Check:
+    """No audio of the interrupted reply after it stopped (from the audio)."""
+    residual = m.residual_ms or 0.0
+    return Check(
+        "cancellation",
+        "no stale audio after the stop",
+        residual <= rules.max_stale_ms,
+        f"{residual:.0f} ms of the interrupted reply heard after it stopped (limit "
+        f"{rules.max_stale_ms:.0f} ms)"
+        + (
+            " - queued audio of a cancelled reply still plays"
+            if residual > rules.max_stale_ms
+            else ""
+        ),
+    )
+
+
+def _device_cancel_checks(m: Any, events: list[dict[str, Any]]) -> list[Check]:
+    """The device cancelled LLM and TTS of the old reply, and the new reply did not start
+    before that (from the telemetry; not applicable without any)."""
+    name = "device cancels LLM and TTS"
+    if not events:
+        return [Check("cancellation", name, True, "no telemetry", applicable=False)]
     barges = [
         e
         for e in events_named(events, "barge_in")
         # without a capture time (the turn's clock map failed) the event still counts
         if e.get("t_s") is None or e["t_s"] >= m.barge_in_onset_s - 0.05
     ]
-    if not events:
-        checks.append(
-            Check(
-                "cancellation", "device cancels LLM and TTS", True, "no telemetry", applicable=False
-            )
-        )
-    elif not barges:
-        checks.append(
+    if not barges:
+        return [
             Check(
                 "cancellation",
-                "device cancels LLM and TTS",
+                name,
                 False,
                 "the device reported no barge_in after the barge-in speech started",
             )
+        ]
+    old_turn = barges[0].get("turn")
+    done = [e for e in events_named(events, "cancel_done") if e.get("turn") == old_turn]
+    if done:
+        msg = (
+            f"cancel_done for turn {old_turn}: dropped {done[0].get('chunks_dropped')} "
+            f"chunk(s), {done[0].get('audio_dropped_ms')} ms of audio"
         )
     else:
-        old_turn = barges[0].get("turn")
-        done = [e for e in events_named(events, "cancel_done") if e.get("turn") == old_turn]
-        if done:
-            msg = (
-                f"cancel_done for turn {old_turn}: dropped {done[0].get('chunks_dropped')} "
-                f"chunk(s), {done[0].get('audio_dropped_ms')} ms of audio"
+        msg = (
+            f"barge_in at {_when(barges[0])} but no cancel_done for turn {old_turn}: "
+            "LLM and TTS of the old reply were never cancelled"
+        )
+    checks = [Check("cancellation", name, bool(done), msg)]
+    new_play = [
+        e for e in events_named(events, "playback_start") if e.get("turn") not in (None, old_turn)
+    ]
+    if new_play and done:
+        gap_ms = _between_ms(done[0], new_play[0])
+        checks.append(
+            Check(
+                "cancellation",
+                "old and new replies never overlap",
+                gap_ms >= 0,
+                f"reply to turn {new_play[0].get('turn')} started {abs(gap_ms):.0f} ms "
+                + ("after" if gap_ms >= 0 else "BEFORE")
+                + f" the old reply (turn {old_turn}) was cancelled",
             )
-        else:
-            msg = (
-                f"barge_in at {_when(barges[0])} but no cancel_done for turn {old_turn}: "
-                "LLM and TTS of the old reply were never cancelled"
+        )
+    elif new_play and not done:
+        checks.append(
+            Check(
+                "cancellation",
+                "old and new replies never overlap",
+                False,
+                f"a new reply (turn {new_play[0].get('turn')}) started while turn {old_turn} "
+                "was never cancelled",
             )
-        checks.append(Check("cancellation", "device cancels LLM and TTS", bool(done), msg))
-        new_play = [
-            e
-            for e in events_named(events, "playback_start")
-            if e.get("turn") not in (None, old_turn)
-        ]
-        if new_play and done:
-            gap_ms = _between_ms(done[0], new_play[0])
-            checks.append(
-                Check(
-                    "cancellation",
-                    "old and new replies never overlap",
-                    gap_ms >= 0,
-                    f"reply to turn {new_play[0].get('turn')} started {abs(gap_ms):.0f} ms "
-                    + ("after" if gap_ms >= 0 else "BEFORE")
-                    + f" the old reply (turn {old_turn}) was cancelled",
-                )
-            )
-        elif new_play and not done:
-            checks.append(
-                Check(
-                    "cancellation",
-                    "old and new replies never overlap",
-                    False,
-                    f"a new reply (turn {new_play[0].get('turn')}) started while turn {old_turn} "
-                    "was never cancelled",
-                )
-            )
-    clip = getattr(getattr(turn, "plan", None), "barge_in", None)
-    wants_answer = bool(getattr(clip, "reply_keywords", ()))
-    if clip is not None:
-        checks.append(_answer_check(m, clip, wants_answer, rules))
+        )
     return checks
 
 

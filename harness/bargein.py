@@ -207,6 +207,9 @@ def reference_stop(
     Both signals are whitened first (`_whitener`). The interruption's sound and the late
     reverberation are not correlated with the reference, so they only add noise to the sum.
     None with a note when the reference does not explain the ear around the stop.
+
+    Long on purpose: one algorithm whose refusals each need the figures computed just before
+    them.
     """
     rate = 1.0 + (drift_ppm or 0.0) * 1e-6
     taps, pre = max(16, int(response_s * fs)), max(4, int(0.001 * fs))

@@ -268,6 +268,10 @@ def analyze_conversation(
     A turn whose stimulus is not found is a `low_confidence` discard (the search for the
     next one starts where it would have been looked for). `progress(i, n)` is called after
     each turn.
+
+    Long on purpose: each turn's search window depends on the turns before and after it, and
+    reading the capture window by window keeps memory bounded; splitting it spreads one window's
+    bookkeeping over several functions.
     """
     fs = source.sample_rate_hz
     for name, ch in (("ref", ref_channel), ("ear", ear_channel)):

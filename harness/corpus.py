@@ -13,6 +13,17 @@ float mono, shape ``(n_samples,)``, full scale 1.0.
 
 from __future__ import annotations
 
+__all__ = [
+    "CATEGORIES",
+    "Corpus",
+    "CorpusProblem",
+    "SpeechLabel",
+    "Utterance",
+    "label_speech",
+    "labeller_settings",
+    "validate",
+]
+
 import difflib
 import hashlib
 import json
@@ -26,6 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from harness.errors import CorpusError
+from harness.labeller import SpeechLabel, label_speech, labeller_settings, true_runs
 
 CORPUS_DIR: Path = Path(__file__).resolve().parent.parent / "audio_corpus"
 """The repository's corpus folder (holds ``manifest.json`` and the WAV files)."""
@@ -39,19 +51,6 @@ CATEGORIES: tuple[str, ...] = ("short_question", "long_question", "pause", "barg
 """Every known category. All but ``noise`` hold speech and carry speech labels."""
 
 SPEECH_CATEGORIES: frozenset[str] = frozenset(CATEGORIES) - {"noise"}
-
-# Labeller parameters. They are part of what a label means, so the manifest records them
-# ("labelled_with") and `scripts/label_corpus.py --check` notices when they change.
-FRAME_S = 0.010
-"""Length of one energy frame, seconds (frames do not overlap)."""
-THRESHOLD_DB = -40.0
-"""A frame is speech when its mean energy is above the loudest frame's energy plus this, dB."""
-MIN_PAUSE_S = 0.250
-"""Silences shorter than this inside speech are bridged (hangover); longer ones are pauses, s."""
-MIN_SEGMENT_S = 0.020
-"""Isolated bursts shorter than this (clicks) are dropped when there is longer speech, s."""
-EDGE_SEARCH_S = 0.050
-"""How far before/after a detected segment the sample-level edge search may reach, s."""
 
 LABEL_TOLERANCE_S = 0.001
 """A stored label may differ from the recomputed one by at most this much, s."""
@@ -85,170 +84,6 @@ _DERIVED_FIELDS: tuple[str, ...] = (
     "speech_end_s",
     "pauses_s",
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Labeller
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpeechLabel:
-    """Where speech is in one file, as found by `label_speech`.
-
-    ``start_s`` is the time of the first speech sample, ``end_s`` the time just after the last
-    one (so a burst occupying samples ``[a, b)`` is labelled ``a / rate`` .. ``b / rate``).
-    ``pauses_s`` holds ``(start_s, end_s)`` of every silence of at least `MIN_PAUSE_S` between
-    the two, with the same conventions (a pause starts just after the last sample before it).
-    ``start_sample``/``end_sample`` are the same edges in samples (end exclusive).
-    """
-
-    start_s: float
-    end_s: float
-    pauses_s: tuple[tuple[float, float], ...]
-    start_sample: int
-    end_sample: int
-
-    @property
-    def duration_s(self) -> float:
-        """Labelled speech duration, first to last speech sample, seconds."""
-        return self.end_s - self.start_s
-
-
-def label_speech(
-    samples: np.ndarray,
-    sample_rate_hz: int,
-    *,
-    threshold_db: float = THRESHOLD_DB,
-    frame_s: float = FRAME_S,
-    min_pause_s: float = MIN_PAUSE_S,
-) -> SpeechLabel:
-    """Find speech start, speech end and the pauses inside one clean recording.
-
-    Method (pure, deterministic):
-
-    1. Split the signal into non-overlapping ``frame_s`` frames from sample 0 and take each
-       frame's mean energy. A frame is active when its energy exceeds the loudest frame's
-       energy plus ``threshold_db`` (default -40 dB). The threshold is relative, so the result
-       does not depend on the file's level or sample format.
-    2. Refine each run of active frames to the sample: its start is the first sample whose
-       magnitude exceeds the threshold's RMS level, searched from up to `EDGE_SEARCH_S` before
-       the run (walking back only through frames that contain such samples), and likewise
-       for its end.
-    3. Bridge silences shorter than ``min_pause_s`` (hangover) and drop isolated segments
-       shorter than `MIN_SEGMENT_S` (clicks) when longer speech exists. The remaining gaps are
-       the pauses.
-
-    Made for the corpus's clean recordings (digital silence around and between the words);
-    on noisy input the edges can move by up to `EDGE_SEARCH_S`.
-
-    Args:
-        samples: mono audio, shape ``(n,)``, any real dtype (int16 or float alike).
-        sample_rate_hz: sampling rate of ``samples``, Hz.
-        threshold_db: activity threshold relative to the loudest frame, dB (negative).
-        frame_s: frame length, seconds.
-        min_pause_s: shortest silence reported as a pause, seconds.
-
-    Returns:
-        The `SpeechLabel`; times in seconds from the first sample.
-
-    Raises:
-        ValueError: ``samples`` is not 1-D, empty, not finite, or contains no signal at all.
-    """
-    x = np.asarray(samples)
-    if x.ndim != 1:
-        raise ValueError(f"label_speech needs mono samples of shape (n,), got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError("label_speech got an empty signal")
-    if sample_rate_hz <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate_hz} Hz")
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("label_speech got NaN or infinite samples")
-
-    n = x.size
-    frame = max(1, round(frame_s * sample_rate_hz))
-    n_frames = -(-n // frame)
-    power = np.zeros(n_frames * frame)
-    power[:n] = x * x
-    counts = np.full(n_frames, frame, dtype=np.float64)
-    counts[-1] = n - (n_frames - 1) * frame  # the last frame may be partial
-    energy = power.reshape(n_frames, frame).sum(axis=1) / counts
-    peak_energy = float(energy.max())
-    if peak_energy <= 0.0:
-        raise ValueError("label_speech got a signal that is all zeros: there is no speech")
-
-    energy_threshold = peak_energy * 10.0 ** (threshold_db / 10.0)
-    # A frame whose mean energy exceeds the threshold contains at least one sample whose
-    # square does, so every active frame has a "loud" sample to refine to.
-    amp_threshold = math.sqrt(energy_threshold)
-    loud = np.abs(x) > amp_threshold
-    active = energy > energy_threshold
-
-    runs = _runs(active)
-    edge_frames = max(1, round(EDGE_SEARCH_S / (frame / sample_rate_hz)))
-    frame_has_loud = np.zeros(n_frames * frame, dtype=bool)
-    frame_has_loud[:n] = loud
-    frame_has_loud = frame_has_loud.reshape(n_frames, frame).any(axis=1)
-
-    segments: list[tuple[int, int]] = []
-    for first, stop in runs:
-        lo = first
-        while lo > 0 and first - lo < edge_frames and frame_has_loud[lo - 1]:
-            lo -= 1
-        hi = stop
-        while hi < n_frames and hi - stop < edge_frames and frame_has_loud[hi]:
-            hi += 1
-        region = np.flatnonzero(loud[lo * frame : min(hi * frame, n)])
-        start = lo * frame + int(region[0])
-        end = lo * frame + int(region[-1]) + 1
-        if segments and start < segments[-1][1]:
-            # Edge searches of neighbouring runs overlapped: they are one segment.
-            segments[-1] = (segments[-1][0], max(end, segments[-1][1]))
-        else:
-            segments.append((start, end))
-
-    min_pause = round(min_pause_s * sample_rate_hz)
-    merged: list[tuple[int, int]] = [segments[0]]
-    for start, end in segments[1:]:
-        if start - merged[-1][1] < min_pause:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-
-    min_segment = round(MIN_SEGMENT_S * sample_rate_hz)
-    longest = max(end - start for start, end in merged)
-    if longest >= min_segment:
-        merged = [(s, e) for s, e in merged if e - s >= min_segment]
-
-    rate = float(sample_rate_hz)
-    pauses = tuple((merged[k][1] / rate, merged[k + 1][0] / rate) for k in range(len(merged) - 1))
-    start_sample, end_sample = merged[0][0], merged[-1][1]
-    return SpeechLabel(
-        start_s=start_sample / rate,
-        end_s=end_sample / rate,
-        pauses_s=pauses,
-        start_sample=start_sample,
-        end_sample=end_sample,
-    )
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of True in a 1-D boolean array as ``[(first, stop), ...]`` (stop exclusive)."""
-    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2], strict=True)]
-
-
-def labeller_settings() -> dict[str, float]:
-    """The labeller parameters in force, as stored under ``labelled_with`` in the manifest."""
-    return {
-        "frame_ms": FRAME_S * 1000.0,
-        "threshold_db": THRESHOLD_DB,
-        "min_pause_ms": MIN_PAUSE_S * 1000.0,
-        "min_segment_ms": MIN_SEGMENT_S * 1000.0,
-        "edge_search_ms": EDGE_SEARCH_S * 1000.0,
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,6 +333,9 @@ def _parse_entries(
 
     Entries with problems are left out of the returned list. Checks structure only (fields,
     types, categories, unique ids, label order); the audio is not opened.
+
+    Long on purpose: one pass over the manifest that names every field's problem in the order a
+    person reads the file.
     """
     base = manifest.resolve().parent
     where = _display(manifest)
@@ -728,7 +566,7 @@ def _check_labels(u: Utterance, duration: float) -> list[CorpusProblem]:
 
 def _longest_run(mask: np.ndarray) -> int:
     """Length of the longest run of True in a 1-D boolean array."""
-    runs = _runs(mask)
+    runs = true_runs(mask)
     return max((b - a for a, b in runs), default=0)
 
 

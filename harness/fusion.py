@@ -110,6 +110,8 @@ def stage_breakdown(
 
     speech_end_s / reply_onset_s: the analysis' true speech end at the mouth and reply onset
     at the ear, capture seconds; ttfa_ms: the measured TTFA.
+
+    Long on purpose: the stage table is read top to bottom, one stage's marks after the other.
     """
     stages: dict[str, float | None] = dict.fromkeys(STAGES)
     stages["self_reported_ttfa_ms"] = None

@@ -31,6 +31,17 @@ import scipy.signal as ss
 
 from harness.signal.resample import first_sound as _first_sound
 from harness.signal.resample import resample as _resample
+from harness.synth import (
+    active_rms,
+    babble_noise,
+    earcon,
+    fractional_delay,
+    g711,
+    lossy,
+    pink_noise,
+    place,
+    stretch,
+)
 
 SPEED_OF_SOUND_M_S = 343.0
 
@@ -136,62 +147,6 @@ class SyntheticTurn:
     condition: Condition
 
 
-def _stretch(x: np.ndarray, ppm: float) -> np.ndarray:
-    """x played/recorded by a clock `ppm` fast relative to the reference: longer by (1+ppm)."""
-    if ppm == 0:
-        return x
-    new_len = int(round(len(x) * (1 + ppm * 1e-6)))
-    return ss.resample(x, new_len)
-
-
-def _place(out: np.ndarray, x: np.ndarray, at: int) -> None:
-    end = min(len(out), at + len(x))
-    if end > at:
-        out[at:end] += x[: end - at]
-
-
-def _fractional_delay(x: np.ndarray, delay_samples: float, length: int) -> np.ndarray:
-    """x delayed by a (fractional) number of samples, band-limited, output `length` long."""
-    n = 1 << int(math.ceil(math.log2(max(len(x) + int(delay_samples) + 64, length))))
-    spec = np.fft.rfft(x, n)
-    k = np.arange(len(spec))
-    spec *= np.exp(-2j * np.pi * k * delay_samples / n)
-    return np.fft.irfft(spec, n)[:length]
-
-
-def _active_rms(x: np.ndarray, fs: int) -> float:
-    """RMS over the frames within 30 dB of the loudest (an 'active speech level')."""
-    frame = max(1, int(0.02 * fs))
-    n = len(x) // frame
-    if n == 0:
-        return float(np.sqrt(np.mean(x**2))) if x.size else 0.0
-    p = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
-    active = p[p >= p.max() * 1e-3]
-    return float(np.sqrt(np.mean(active)))
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS 1/f noise of n samples (white noise shaped in the frequency domain)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(len(spec), dtype=np.float64)
-    f[0] = 1.0
-    y = np.fft.irfft(spec / np.sqrt(f), n)
-    return y / (np.sqrt(np.mean(y**2)) + 1e-20)
-
-
-def babble_noise(n: int, talkers: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS babble: several talkers (at the output rate) looped with random offsets, summed."""
-    out = np.zeros(n)
-    for t in talkers:
-        if len(t) == 0:
-            continue
-        reps = int(math.ceil((n + len(t)) / len(t))) + 1
-        looped = np.tile(t, reps)
-        off = int(rng.integers(0, len(t)))
-        out += looped[off : off + n] / (_active_rms(t, 16000) + 1e-20)
-    return out / (np.sqrt(np.mean(out**2)) + 1e-20)
-
-
 def _room_rirs(
     rt60_s: float, fs: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -227,55 +182,10 @@ def _room_rirs(
     return np.asarray(room.rir[0][0]), np.asarray(room.rir[0][1]), float(direct)
 
 
-def earcon(sample_rate_hz: int, duration_s: float = 0.18) -> np.ndarray:
-    """A two-note chime (C6 + G6, 3 ms attack, 40 ms decay), peak 1.0: a device's earcon."""
-    fs = sample_rate_hz
-    t = np.arange(int(duration_s * fs)) / fs
-    notes = [f for f in (1046.5, 1568.0) if f < 0.45 * fs]
-    x = sum(np.sin(2 * np.pi * f * t) for f in notes) * np.exp(-t / 0.04)
-    attack = min(len(t), int(0.003 * fs))
-    x[:attack] *= 0.5 - 0.5 * np.cos(np.pi * np.arange(attack) / max(attack, 1))
-    return x / (np.max(np.abs(x)) + 1e-20)
-
-
 def _cut(s: Speech, fs: int) -> np.ndarray:
     """The speech of `s` at `fs`, cut at its labels (what a DUT plays, from its first sound)."""
     x = _resample(s.samples, s.sample_rate_hz, fs)
     return x[int(round(s.speech_start_s * fs)) : int(round(s.speech_end_s * fs)) + 1]
-
-
-def lossy(stim: np.ndarray, fs: int, lost_ms: float, kind: str, at: int) -> tuple[np.ndarray, int]:
-    """`stim` with `lost_ms` of it lost from sample `at` on, and how far every later sample
-    moved (samples; negative = earlier). See Condition.loss for the kinds."""
-    n = int(round(lost_ms / 1000 * fs))
-    if n <= 0:
-        return stim, 0
-    if kind == "drop":
-        return np.concatenate((stim[:at], stim[at + n :])), -n
-    if kind == "conceal":
-        out = stim.copy()
-        src = stim[max(0, at - n) : at]
-        out[at : at + len(src)] = src[: len(out) - at]
-        return out, 0
-    if kind == "stretch":
-        return np.concatenate((stim[: at + n], stim[at:])), n
-    raise ValueError(f"unknown loss {kind!r}: drop, conceal or stretch")
-
-
-def g711(capture: np.ndarray, fs: int, codec: str) -> np.ndarray:
-    """`capture` through G.711 (libsndfile's mu-law or A-law WAV), back as float64."""
-    import io
-
-    import soundfile as sf
-
-    subtype = {"mulaw": "ULAW", "alaw": "ALAW"}.get(codec)
-    if subtype is None:
-        raise ValueError(f"unknown codec {codec!r}: mulaw or alaw")
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(capture, -1.0, 1.0), fs, format="WAV", subtype=subtype)
-    buf.seek(0)
-    out, _ = sf.read(buf, dtype="float64", always_2d=True)
-    return out
 
 
 @dataclass(frozen=True)
@@ -312,14 +222,14 @@ def _render(
             # late (a fractional delay's band-limited ringing would reach 6 ms ahead of the
             # reply, and G.711 keeps it as sound where a float file keeps it 70 dB down).
             direct, mouth_delay = float(round(direct)), float(round(mouth_delay))
-        ear_reply = _fractional_delay(dut_out, direct, total)
-        ear_mouth = _fractional_delay(mouth, mouth_delay, total)
+        ear_reply = fractional_delay(dut_out, direct, total)
+        ear_mouth = fractional_delay(mouth, mouth_delay, total)
 
     ear = ear_reply.copy()
     if condition.leakage_db is not None:
         ear += ear_mouth * 10 ** (condition.leakage_db / 20)
     lo, hi = scene.level_span
-    reply_level = _active_rms(ear_reply[lo:hi], fs)
+    reply_level = active_rms(ear_reply[lo:hi], fs)
     if condition.noise:
         if condition.noise == "white":
             noise = rng.standard_normal(total)
@@ -346,7 +256,7 @@ def _render(
             gate[max(0, int(a + direct) - fade) : max(0, int(a + direct)) + 1] = 0.0
         ear += rng.standard_normal(total) * 10 ** (condition.comfort_noise_dbfs / 20) * gate
     if condition.ear_drift_ppm:
-        ear = _stretch(ear, condition.ear_drift_ppm)[:total]
+        ear = stretch(ear, condition.ear_drift_ppm)[:total]
         ear = np.pad(ear, (0, total - len(ear)))
 
     capture = np.stack([mouth, ear], axis=1)
@@ -542,7 +452,11 @@ def _compose_turn(
 ) -> _Turn:
     """One turn's dry signals under `condition` (see make_turn), before the acoustic path:
     a lead of 0.3..0.8 s (with the context in it), the stimulus, the reply, and with a
-    barge-in the clip, the cut and the answer."""
+    barge-in the clip, the cut and the answer.
+
+    Long on purpose: it builds one scene in the order of the signal chain (stimulus and its
+    loss, reply and its cut, barge-in, context), so the truth can be read off in the same order.
+    """
     fs = condition.sample_rate_hz
     stim = _resample(user.samples, user.sample_rate_hz, fs)
     if ttfa_ms is None:
@@ -554,18 +468,18 @@ def _compose_turn(
     if condition.filler:
         if filler is None:
             raise ValueError("a filler condition needs a filler Speech")
-        f = _cut(filler, fs) * (_active_rms(r, fs) / (_active_rms(_cut(filler, fs), fs) + 1e-20))
+        f = _cut(filler, fs) * (active_rms(r, fs) / (active_rms(_cut(filler, fs), fs) + 1e-20))
         pause = np.zeros(int(rng.uniform(0.35, 0.8) * fs))
         content_at = len(f) + len(pause) + _first_sound(r)
         r = np.concatenate((f, pause, r))
-    r = _stretch(r, condition.dut_drift_ppm)
+    r = stretch(r, condition.dut_drift_ppm)
     content_at = int(round(content_at * (1 + condition.dut_drift_ppm * 1e-6)))
 
     lead = int(rng.uniform(0.3, 0.8) * fs)
     ctx_audio = None
     ctx_at = 0
     if condition.context:
-        ctx_audio = _context_audio(condition, context, fs, _active_rms(r, fs))
+        ctx_audio = _context_audio(condition, context, fs, active_rms(r, fs))
         gap = condition.context_gap_s
         gap_n = int((float(rng.uniform(0.2, 1.2)) if gap is None else gap) * fs)
         quiet = int(rng.uniform(2.0, 4.0) * fs) if condition.context == "prompt" else 0
@@ -616,18 +530,18 @@ def _compose_turn(
     total = max(total, lead + len(played) + int(0.5 * fs))
 
     mouth = np.zeros(total)
-    _place(mouth, played, lead)
+    place(mouth, played, lead)
     if clip is not None:
-        _place(mouth, clip, barge_onset)
+        place(mouth, clip, barge_onset)
     dut_out = np.zeros(total)
-    _place(dut_out, r, dut_start)
+    place(dut_out, r, dut_start)
     talk = [(dut_start, dut_start + len(r))]
     if ctx_audio is not None:
-        _place(dut_out, ctx_audio, ctx_at)
+        place(dut_out, ctx_audio, ctx_at)
         talk.append((ctx_at, ctx_at + len(ctx_audio)))
     if clip is not None:
         ans_at = barge_onset + len(clip) + int(rng.uniform(0.6, 1.0) * fs)
-        _place(dut_out, answer_audio, ans_at)
+        place(dut_out, answer_audio, ans_at)
         talk.append((ans_at, ans_at + len(answer_audio)))
 
     return _Turn(
@@ -666,7 +580,7 @@ def _context_audio(
         x = _cut(context, fs)
     else:
         raise ValueError(f"unknown context {condition.context!r}: greeting, earcon or prompt")
-    return x * reply_rms * 10 ** (condition.context_db / 20) / (_active_rms(x, fs) + 1e-20)
+    return x * reply_rms * 10 ** (condition.context_db / 20) / (active_rms(x, fs) + 1e-20)
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,8 @@ def fit_clock(
 
     Raises:
         ClockFitError: no samples, or none whose times are causally ordered.
+
+    Long on purpose: one fit whose steps (fastest quarter, line, bounds) share their arrays.
     """
     if not samples:
         raise ClockFitError("no PING/PONG samples to fit")

@@ -74,6 +74,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    """`tympan analyze`: read the capture and the stimuli (or the manifest), measure every
+    turn, print the table or JSON; exit 0, or 2 naming the bad input.
+
+    Long on purpose: the command's flow, each input's error named where it is read.
+    """
     from harness.analysis import AnalysisOptions
     from harness.conversation import FileCapture, analyze_conversation, caller_turns
 

@@ -56,6 +56,8 @@ def timeline_png(
     `sample_rate_hz` is required for an array and ignored for a path (the file's rate).
     Markers come from `record.metrics` (seconds on the capture timeline), stage bars from
     `record.stage_spans`.
+
+    Long on purpose: one figure, drawn lane by lane.
     """
     if isinstance(capture, str | Path):
         from harness.audiofile import read_audio

@@ -26,7 +26,6 @@ from harness.rigs.base import (
     CalibrationRefused,
     Capture,
     ChannelMap,
-    HostClockMap,
     ProfileError,
     RigError,
     RigLatency,
@@ -35,9 +34,9 @@ from harness.rigs.base import (
     RigUnavailable,
     SessionError,
     Xrun,
-    fit_host_clock,
     play_and_record,
 )
+from harness.rigs.clock import HostClockMap, fit_host_clock
 from harness.rigs.profile import RigProfile, load_profile
 
 

@@ -146,6 +146,9 @@ def analyse_path(
     room, whose reflections are echoes of the one answer, not rival answers.
     min_confidence: the median correlation confidence needed (a room path scores lower than
     a cable: its reflections count as sidelobes).
+
+    Long on purpose: one measurement whose refusals each need the figures computed just before
+    them.
     """
     fs = sample_rate_hz
     x = np.asarray(channel, dtype=np.float64)

@@ -83,7 +83,11 @@ def run_call(
     (capture.wav), each turn's measurement (turns.jsonl, in order) and the telemetry
     (events.jsonl) in `out_dir`. Raises `TurnTimeout` only when the stream stalls (the
     capture so far is saved). The first plan's `analysis` options apply to every turn;
-    turns after the session ran out of capacity are not played (nor in the result)."""
+    turns after the session ran out of capacity are not played (nor in the result).
+
+    Long on purpose: the call's whole life inside one try/finally around the rig session, so
+    every exit path saves the capture.
+    """
     if not plans:
         raise ValueError("run_call needs at least one TurnPlan")
     t0 = time.monotonic()

@@ -213,6 +213,9 @@ def run_turn(
     session stopped either way. `run_turn` then returns as soon as the evidence is saved and
     ``result.metrics`` waits for the worker: the analysis of one turn overlaps the next
     turn's audio, and never holds this process's GIL (which the JACK callback needs).
+
+    Long on purpose: the turn's whole life inside one try/finally around the rig session, so
+    every exit path saves the capture.
     """
     t_start = time.monotonic()
     out = Path(out_dir)
@@ -327,6 +330,12 @@ class _State:
 def _stream(
     session: Any, st: _State, stim: np.ndarray, clip: np.ndarray | None, notes: list[str]
 ) -> None:
+    """Stream one turn through `session`: settle, play the stimulus, watch the ear for the
+    reply's onset, schedule the barge-in, wait for the reply's end (or a limit: `st.timeout`).
+
+    Long on purpose: the turn's state machine (settle, stimulus, onset, reply), one block at
+    a time.
+    """
     plan, fs, w = st.plan, st.fs, st.w
     lead_frames = max(1, int(round(plan.lead_in_s * fs / w.frame)))
     run_frames, run_window = 6, 8  # onset: 6 loud frames of the next 8 (30 of 40 ms)

@@ -275,7 +275,7 @@ def run_conversation_accuracy(turns: int, only: str | None, seed_base: int) -> N
         "ref discard | no_reply | content p95 | stop p95 | stop refused | stop ref p95 | "
         "stop ref refused | confident >20 ms |"
     )
-    print("|---|" + "---|" * 14)
+    print("|---|" + "---|" * 13)
     for cond in CONVERSATION_CONDITIONS:
         if only and only not in cond.name:
             continue

@@ -129,6 +129,16 @@ class TurnOutcome:
         return "passed"
 
 
+@dataclass
+class CheckRate:
+    """How often one check failed: `failed` of the `applicable` turns; `label` for people
+    ("[contract] rule")."""
+
+    label: str
+    failed: int = 0
+    applicable: int = 0
+
+
 def slug(text: str) -> str:
     """A file-name-safe version of a turn name."""
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:120] or "turn"
@@ -454,16 +464,17 @@ class HarnessSession:
         budget verdicts of the pytest run and of results.json agree)."""
         return samples([o.record for o in self.outcomes if o.record is not None])
 
-    def check_rates(self) -> dict[str, tuple[int, int]]:
-        """``{"[contract] rule": (failed, applicable)}`` over every turn so far: flakiness."""
-        rates: dict[str, tuple[int, int]] = {}
+    def check_rates(self) -> dict[str, CheckRate]:
+        """Every check's failures over the turns so far (where it applied), by its stable id
+        (`Check.id`): flakiness."""
+        rates: dict[str, CheckRate] = {}
         for o in self.outcomes:
             for c in o.checks:
                 if not c.applicable:
                     continue
-                k = f"[{c.contract}] {c.name}"
-                bad, n = rates.get(k, (0, 0))
-                rates[k] = (bad + (not c.passed), n + 1)
+                r = rates.setdefault(c.id, CheckRate(f"[{c.contract}] {c.name}"))
+                r.failed += not c.passed
+                r.applicable += 1
         return rates
 
     def discard_reasons(self) -> dict[str, int]:

@@ -4,8 +4,10 @@ Reads OUT/results.json (and OUT/allure-results when there), prints the latency t
 the worst turns, writes OUT/report.html (and OUT/allure-report/ with Allure 3), and with
 ``--baseline`` compares the run against an earlier results.json.
 
-Exit status: 0 rendered; 1 a regression against the baseline; 2 bad input (OUT or
-results.json missing or malformed), with one line naming the file.
+Exit status: 0 rendered (and, with --baseline, every metric compared, none worse); 1 a
+regression against the baseline; 3 no regression, but the comparison did not judge every
+metric ("not compared: ...", too few turns); 2 bad input (OUT or results.json missing or
+malformed, a bad --worst), with one line naming the file or option.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def _report(args: argparse.Namespace) -> int:
     from harness.report.text import format_summary_table, format_worst_turns
 
     out = Path(args.out)
+    if args.worst < 0:
+        raise InputError(f"--worst {args.worst}: expected a number of turns >= 0")
+    if args.history is not None and Path(args.history).exists() and not Path(args.history).is_dir():
+        raise InputError(f"--history {args.history}: exists and is not a folder")
     if not out.is_dir():
         raise InputError(f"{out}: no such folder; expected the --out folder of a tympan run")
     results = load_results(out)
@@ -32,12 +38,15 @@ def _report(args: argparse.Namespace) -> int:
     budgets = {m: row["budget"] for m, row in results["summary"].items() if row.get("budget")}
     results["summary"] = summarize(records, budgets)
     regressions: list[Any] = []
+    unjudged: list[Any] = []
     if args.baseline:
-        from harness.report.baseline import compare_to_baseline
+        from harness.report.baseline import compare_to_baseline, not_compared
 
         baseline = load_results(args.baseline)
         regressions = compare_to_baseline(results, baseline)
+        unjudged = not_compared(results, baseline)
         results["regressions"] = [r.message for r in regressions]
+        results["not_compared"] = [n.message for n in unjudged]
     print(format_summary_table(results["summary"]))
     for metric in ("ttfa_ms", "stop_latency_ms"):
         if metric in results["summary"] and results["summary"][metric].get("n"):
@@ -49,12 +58,13 @@ def _report(args: argparse.Namespace) -> int:
     if allure is not None:
         print(f"allure: {allure.path if allure.path else allure.note}")
     if args.baseline:
+        from harness.report.run import comparison_lines
+
+        print("\n".join(comparison_lines(regressions, unjudged, args.baseline)))
         if regressions:
-            print(f"regressions against {args.baseline}:")
-            for r in regressions:
-                print(f"  {r.message}")
             return 1
-        print(f"no regression against {args.baseline}")
+        if unjudged:
+            return 3  # inconclusive: the comparison did not judge every metric
     return 0
 
 

@@ -20,7 +20,7 @@ DEFAULT_RIG = "sim"
 
 def _calibrate(args: argparse.Namespace) -> int:
     from harness.rigs import open_rig
-    from harness.rigs.calibrate import calibrate, save_cached
+    from harness.rigs.calibrate import calibrate, check_level_dbfs, save_cached
     from harness.rigs.profile import load_profile
 
     profile = load_profile(args.rig)
@@ -36,6 +36,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         options["dut"] = name
     if not 1 <= args.repeats <= 200:
         raise InputError(f"--repeats {args.repeats}: expected 1..200")
+    check_level_dbfs(args.level_dbfs, "--level-dbfs")
     try:
         with open_rig(profile, use_cache=False, **options) as rig:
             cal = calibrate(rig, repeats=args.repeats, level_dbfs=args.level_dbfs)
@@ -49,7 +50,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     except RigError as err:
         print(f"tympan: error: {err}", file=sys.stderr)
         return 1
-    saved = None if args.no_save else save_cached(profile, cal)
+    try:
+        saved = None if args.no_save else save_cached(profile, cal)
+    except CalibrationRefused as err:
+        if args.json:
+            print(json.dumps({"ok": False, "refused": str(err), "rig": profile.name}))
+        print(f"tympan: calibration refused: {err}", file=sys.stderr)
+        return 1
     doc = cal.to_json()
     if args.json:
         print(json.dumps({"ok": True, **doc, "cache": str(saved) if saved else None}))

@@ -8,9 +8,10 @@ its default engines, the whole suite, results in out/run. The arguments are chec
 anything starts (a bad rig, DUT spec or budget file: one line, exit 2). Exit status 0 only
 if every check of every turn held, every budget held and (with --baseline) nothing
 regressed; 1 when a contract, budget or baseline failed; 3 when every contract held but
-some turn could not be measured on this host (only `[infrastructure]` checks failed: the
-host stalled through every attempt, the capture fell behind the wall clock, a sound card
-lost audio); 2 for bad input.
+something could not be judged: some turn could not be measured on this host (only
+`[infrastructure]` checks failed: the host stalled through every attempt, the capture fell
+behind the wall clock, a sound card lost audio), or (with --baseline) a metric had too few
+turns to compare ("not compared: ..."); 2 for bad input.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def _validate(args: argparse.Namespace) -> None:
     """Check every argument before anything starts (InputError: exit 2)."""
     from harness.budgets import load_budgets
     from harness.rigs import load_profile
+    from harness.rigs.calibrate import load_cached
     from harness.scenario import parse_dut_spec
 
-    load_profile(args.rig)
+    load_cached(load_profile(args.rig))  # a cached calibration that must not be used: exit 2
     parse_dut_spec(args.dut)
     load_budgets(args.budgets)
     if args.repeat < 1:
@@ -144,7 +146,8 @@ def _fresh_out(out: Path, baseline: Path | None) -> Path | None:
 
 
 INFRASTRUCTURE_ONLY = 3
-"""Exit status when every contract held but some turns could not be measured on this host."""
+"""Exit status when every contract held but something could not be judged: some turns could
+not be measured on this host, or the baseline comparison had too few turns of a metric."""
 
 
 def _failed_checks(results: dict, *, infrastructure: bool = False) -> list[str]:
@@ -203,10 +206,21 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"  {line}")
         if code == 0:
             code = INFRASTRUCTURE_ONLY
+    unjudged = results.get("not_compared") or []
+    if unjudged:
+        print(
+            f"tympan run: the comparison with {args.baseline} did not judge "
+            f"{len(unjudged)} metric(s):"
+        )
+        for line in unjudged[:20]:
+            print(f"  {line}")
+        if code == 0:
+            code = INFRASTRUCTURE_ONLY
     report = out / "report.html"
     if report.is_file():
         print(f"tympan run: report {report}")
+    not_judged = "NOT MEASURED on this host" if unmeasured else "NOT COMPARED with the baseline"
     verdict = {0: "every check held", INFRASTRUCTURE_ONLY: "every contract held on what"
-               " could be measured; NOT MEASURED on this host"}.get(code, "FAILED")  # fmt: skip
+               f" could be judged; {not_judged}"}.get(code, "FAILED")  # fmt: skip
     print(f"tympan run: {verdict} (exit {code})")
     return code

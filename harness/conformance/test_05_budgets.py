@@ -42,12 +42,17 @@ def test_turn_taking_rates(tympan_session, budgets):
     rules = budgets.turn_taking
     rates = tympan_session.check_rates()
     problems = []
-    for name, limit in (
-        ("[turn-taking] a reply is heard", rules.max_missing_rate),
-        ("[turn-taking] no reply inside a mid-sentence pause", rules.max_cut_off_rate),
+    for check_id, limit in (
+        ("turn-taking.a_reply_is_heard", rules.max_missing_rate),
+        ("turn-taking.no_reply_inside_a_mid_sentence_pause", rules.max_cut_off_rate),
     ):
-        bad, n = rates.get(name, (0, 0))
-        if n and bad / n > limit:
-            problems.append(f"{name}: failed in {bad} of {n} turns ({bad / n:.0%} > {limit:.0%})")
+        rate = rates.get(check_id)
+        if rate is None or not rate.applicable:
+            continue
+        bad, n = rate.failed, rate.applicable
+        if bad / n > limit:
+            problems.append(
+                f"{rate.label}: failed in {bad} of {n} turns ({bad / n:.0%} > {limit:.0%})"
+            )
     if problems:
         raise ContractError("[turn-taking] " + "; ".join(problems))

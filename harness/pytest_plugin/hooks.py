@@ -199,11 +199,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if worst:
         tr.write_line(worst)
     rates = tympan.check_rates()
-    flaky = {k: v for k, v in rates.items() if v[0]}
+    flaky = [r for r in rates.values() if r.failed]
     if flaky:
         tr.write_line("checks that failed (failed/turns):")
-        for name, (bad, n) in sorted(flaky.items(), key=lambda kv: -kv[1][0]):
-            tr.write_line(f"  {bad}/{n} {name}")
+        for r in sorted(flaky, key=lambda r: -r.failed):
+            tr.write_line(f"  {r.failed}/{r.applicable} {r.label}")
     discards = tympan.discard_reasons()
     if discards:
         tr.write_line(
@@ -213,12 +213,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     done = tympan.finished
     if done is not None:
         if tympan.settings.baseline:
-            if done.regressions:
-                tr.write_line(f"REGRESSIONS against {tympan.settings.baseline}:", red=True)
-                for r in done.regressions:
-                    tr.write_line(f"  {r.message}", red=True)
-            else:
-                tr.write_line(f"no regression against {tympan.settings.baseline}")
+            from harness.report.run import comparison_lines
+
+            for line in comparison_lines(
+                done.regressions, done.not_compared, tympan.settings.baseline
+            ):
+                regressed = bool(done.regressions) and not line.startswith("  not compared")
+                tr.write_line(
+                    line.replace("regressions against", "REGRESSIONS against"), red=regressed
+                )
         tr.write_line(f"report: {done.report_path}")
         if not config.getoption("allure_report_dir", None):
             # plain pytest without --alluredir: nothing was meant to be recorded

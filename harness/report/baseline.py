@@ -6,7 +6,8 @@ computed for every resample, and its central interval (95 % by default) is the c
 interval. A regression is reported only when the interval's lower bound is above a noise
 floor of max(10 ms, 5 % of the baseline value): "worse, and sure of it", not "one number
 went up". Too few turns (fewer than `min_turns` in either run) give no verdict rather than
-a guess.
+a guess, and `not_compared` says so per metric: a comparison that did not compare must not
+read as "no regression".
 """
 
 from __future__ import annotations
@@ -47,6 +48,51 @@ class Regression:
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    """A metric the comparison could not judge: too few turns in one run or both."""
+
+    metric: str
+    n_baseline: int
+    n_current: int
+    needed: int
+
+    @property
+    def message(self) -> str:
+        short = []
+        if self.n_current < self.needed:
+            short.append(f"{self.n_current} turn(s) in this run")
+        if self.n_baseline < self.needed:
+            short.append(f"{self.n_baseline} in the baseline")
+        return (
+            f"not compared: {self.metric} has {' and '.join(short)}, {self.needed} needed "
+            "(use --repeat)"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def not_compared(
+    current: Mapping[str, Any] | Sequence[TurnRecord],
+    baseline: Mapping[str, Any] | Sequence[TurnRecord],
+    *,
+    metrics: Iterable[str] | None = None,
+    min_turns: int = 5,
+) -> list[NotCompared]:
+    """The metrics `compare_to_baseline` could not judge (fewer than `min_turns` turns in
+    either run): every metric either run measured, or `metrics`."""
+    cur, base = _samples(current), _samples(baseline)
+    names = list(metrics) if metrics is not None else sorted(set(cur) | set(base))
+    out = []
+    for metric in names:
+        a, b = base.get(metric), cur.get(metric)
+        na, nb = (0 if a is None else int(a.size)), (0 if b is None else int(b.size))
+        if na < min_turns or nb < min_turns:
+            out.append(NotCompared(metric, na, nb, min_turns))
+    return out
 
 
 def _samples(run: Mapping[str, Any] | Sequence[TurnRecord]) -> dict[str, np.ndarray]:

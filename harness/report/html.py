@@ -332,6 +332,10 @@ def render_html(
     if regressions:
         items = "".join(f"<li>{_e(x)}</li>" for x in regressions)
         body.append(f'<h2>Regressions against the baseline</h2><ul class="fail">{items}</ul>')
+    unjudged = results.get("not_compared") or []
+    if unjudged:
+        items = "".join(f"<li>{_e(x)}</li>" for x in unjudged)
+        body.append(f'<h2>Not compared with the baseline</h2><ul class="note">{items}</ul>')
     body.append("<h2>Latency</h2>")
     body.append(_summary_table(results.get("summary") or {}))
     if history:

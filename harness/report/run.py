@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.report.baseline import Regression, compare_to_baseline
+from harness.report.baseline import NotCompared, Regression, compare_to_baseline, not_compared
 from harness.report.history import append_history
 from harness.report.results import ResultsWriter, load_results
 from harness.report.text import format_summary_table, format_worst_turns
@@ -32,6 +32,8 @@ class FinishedRun:
     allure_note: str
     regressions: list[Regression] = field(default_factory=list)
     text: str = ""
+    not_compared: list[NotCompared] = field(default_factory=list)
+    """Metrics the baseline comparison could not judge (too few turns)."""
 
 
 def finish_run(
@@ -59,9 +61,13 @@ def finish_run(
     out = writer.out_dir
     results = writer.finish(budgets)
     regressions: list[Regression] = []
+    unjudged: list[NotCompared] = []
     if baseline is not None:
-        regressions = compare_to_baseline(writer.records, load_results(baseline))
+        base = load_results(baseline)
+        regressions = compare_to_baseline(writer.records, base)
+        unjudged = not_compared(writer.records, base)
         results["regressions"] = [r.message for r in regressions]
+        results["not_compared"] = [n.message for n in unjudged]
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(results, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
         os.replace(tmp, out / "results.json")
@@ -80,12 +86,29 @@ def finish_run(
         if (results["summary"].get(metric) or {}).get("n"):
             lines.append(format_worst_turns(writer.records, metric, k=worst))
     if baseline is not None:
-        if regressions:
-            lines.append(f"regressions against {baseline}:")
-            lines += [f"  {r.message}" for r in regressions]
-        else:
-            lines.append(f"no regression against {baseline}")
+        lines += comparison_lines(regressions, unjudged, baseline)
     lines.append(f"report: {path}")
     if note:
         lines.append(f"allure: {note}")
-    return FinishedRun(results, path, note, regressions, "\n".join(lines))
+    return FinishedRun(results, path, note, regressions, "\n".join(lines), unjudged)
+
+
+def comparison_lines(
+    regressions: Sequence[Regression], unjudged: Sequence[NotCompared], baseline: object
+) -> list[str]:
+    """What a baseline comparison says, for people: the regressions, every metric it could
+    not judge, and "no regression" only about what it compared."""
+    lines = []
+    if regressions:
+        lines.append(f"regressions against {baseline}:")
+        lines += [f"  {r.message}" for r in regressions]
+    lines += [f"  {n.message}" for n in unjudged]
+    if not regressions:
+        if unjudged:
+            lines.append(
+                f"no regression against {baseline} in what was compared; "
+                f"{len(unjudged)} metric(s) not compared: the comparison is inconclusive"
+            )
+        else:
+            lines.append(f"no regression against {baseline}")
+    return lines

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.rigs.base import AudioRig, CalibrationRefused, Capture, play_and_record
+from harness.errors import InputError
+from harness.rigs.base import AudioRig, CalibrationRefused, Capture, RigError, play_and_record
 from harness.rigs.profile import RigProfile
 from harness.signal import locate, refine_lag
 
@@ -43,6 +44,8 @@ MIN_SNR_DB = 6.0
 MIN_CONFIDENCE = 0.5
 ROOM_MIN_CONFIDENCE = 0.3
 QUIET_DBFS = -50.0
+LEVEL_RANGE_DBFS = (-60.0, 0.0)
+"""The sweep peaks a calibration may be played at (dBFS)."""
 CLIP_DBFS = -0.5
 
 
@@ -178,7 +181,7 @@ def analyse_path(
             f"the sweep is buried in noise: SNR {snr:.1f} dB < {MIN_SNR_DB:g} dB "
             f"(noise floor {_db(noise_power):.1f} dBFS)"
         )
-    if np.median(confs) < min_confidence or min(confs) < min_confidence / 2:
+    if not (np.median(confs) >= min_confidence and min(confs) >= min_confidence / 2):
         worst = int(np.argmin(confs))
         return (
             f"the sweeps were not found reliably (median correlation confidence "
@@ -217,6 +220,19 @@ def analyse_path(
     )
 
 
+def check_level_dbfs(level_dbfs: float, option: str = "level_dbfs") -> float:
+    """`level_dbfs` if it is a finite sweep peak in `LEVEL_RANGE_DBFS`, else InputError
+    naming `option` (a NaN level made a silent sweep that "calibrated" to 0 samples)."""
+    lo, hi = LEVEL_RANGE_DBFS
+    if not (isinstance(level_dbfs, int | float) and math.isfinite(level_dbfs)):
+        raise InputError(
+            f"{option} {level_dbfs!r}: expected a finite level in dBFS, {lo:g}..{hi:g}"
+        )
+    if not lo <= level_dbfs <= hi:
+        raise InputError(f"{option} {level_dbfs:g}: expected {lo:g}..{hi:g} dBFS")
+    return float(level_dbfs)
+
+
 def measurement_signal(
     sample_rate_hz: int, repeats: int, level_dbfs: float = -6.0
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -241,6 +257,7 @@ def calibrate(
     """Run the measurement on an open rig and analyse it (CalibrationRefused when poor)."""
     if not 1 <= repeats <= 200:
         raise ValueError(f"repeats must be 1..200, got {repeats}")
+    check_level_dbfs(level_dbfs)
     fs = rig.sample_rate_hz
     mouth, sweep, starts = measurement_signal(fs, repeats, level_dbfs)
     cap: Capture = play_and_record(rig, mouth, len(mouth) / fs)
@@ -304,8 +321,28 @@ def cache_path(profile: RigProfile) -> Path:
     return cache_dir() / f"{profile.name}-{key}.json"
 
 
+def calibration_problem(doc: dict[str, Any]) -> str | None:
+    """Why a calibration (its JSON) must not be used, or None: the mouth -> ref latency a
+    whole number of samples >= 0, and a confidence that is a finite number >= the
+    threshold (a NaN one once wrote "0 samples" into the cache, and every later run on the
+    rig was off by its true latency)."""
+    lat, conf = doc.get("latency_samples"), doc.get("confidence")
+    if isinstance(lat, bool) or not isinstance(lat, int) or lat < 0:
+        return f"latency_samples {lat!r} is not a whole number of samples >= 0"
+    if isinstance(conf, bool) or not isinstance(conf, int | float) or not math.isfinite(conf):
+        return f"confidence {conf!r} is not a finite number"
+    if conf < MIN_CONFIDENCE:
+        return f"confidence {conf:.3f} is below {MIN_CONFIDENCE}"
+    return None
+
+
 def save_cached(profile: RigProfile, calibration: Calibration) -> Path:
-    """Write the calibration next to the profile's other cached results; returns the path."""
+    """Write the calibration next to the profile's other cached results; returns the path.
+    CalibrationRefused (nothing written) when it is not fit to be used
+    (`calibration_problem`)."""
+    why = calibration_problem(calibration.to_json())
+    if why is not None:
+        raise CalibrationRefused(f"{profile.name}: not saved: {why}")
     path = cache_path(profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = calibration.to_json() | {"profile_sha256": profile.sha256}
@@ -316,12 +353,26 @@ def save_cached(profile: RigProfile, calibration: Calibration) -> Path:
 
 
 def load_cached(profile: RigProfile) -> dict[str, Any] | None:
-    """The cached calibration of this profile, if any and if the profile has not changed."""
+    """The cached calibration of this profile, if any and if the profile has not changed.
+
+    Raises RigError naming the file when the cache holds a calibration that must not be
+    used (`calibration_problem`): a later run would otherwise be off by the rig's latency.
+    """
     path = cache_path(profile)
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if doc.get("profile_sha256") != profile.sha256:
+    if not isinstance(doc, dict) or doc.get("profile_sha256") != profile.sha256:
         return None
+    why = calibration_problem(doc)
+    if why is not None:
+        raise CachedCalibrationError(
+            f"{path}: the cached calibration of rig {profile.name!r} cannot be used: {why}; "
+            f"run `tympan calibrate --rig {profile.path or profile.name}` again, or delete the file"
+        )
     return doc
+
+
+class CachedCalibrationError(RigError, InputError):
+    """A calibration cache file holds figures that must not be used (the file is named)."""

@@ -239,9 +239,11 @@ def test_protocol_doc_lists_the_fields_the_agent_emits():
         m.group(1): m.group(2)
         for m in re.finditer(r"^\| \d+ \| ([a-z_]+) \| (.*)$", doc, re.MULTILINE)
     }
-    tree = ast.parse((ROOT / "device" / "agent" / "pipeline.py").read_text(encoding="utf-8"))
+    # the pipeline and its stages, speculation and watchdog: every module that emits
+    modules = sorted((ROOT / "device" / "agent").glob("*.py"))
+    trees = [ast.parse(m.read_text(encoding="utf-8")) for m in modules]
     seen = set()
-    for node in ast.walk(tree):
+    for node in (n for tree in trees for n in ast.walk(tree)):
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)

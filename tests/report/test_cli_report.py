@@ -86,9 +86,10 @@ def test_baseline_regression_exits_1(run_copy, tmp_path):
     much); the run against itself is not (exit 0)."""
     base = json.loads((run_copy / "results.json").read_text())
     turns = base["turns"]
-    base["turns"] = [dict(t, turn=f"{t['turn']}#{k}") for k in range(3) for t in turns]
+    # five copies: every metric has the 5 turns a comparison needs
+    base["turns"] = [dict(t, turn=f"{t['turn']}#{k}") for k in range(5) for t in turns]
     base["turns"] = json.loads(json.dumps(base["turns"]))
-    for i, t in enumerate(base["turns"]):  # a tight clean distribution: 500..610 ms
+    for i, t in enumerate(base["turns"]):  # a tight clean distribution from 500 ms
         t["metrics"]["ttfa_ms"] = 500.0 + 10.0 * i
     slow = json.loads(json.dumps(base))
     for t in slow["turns"]:
@@ -102,3 +103,31 @@ def test_baseline_regression_exits_1(run_copy, tmp_path):
     (run_copy / "results.json").write_text(json.dumps(base))
     done = tympan("report", str(run_copy), "--no-allure", "--baseline", str(tmp_path / "base.json"))
     assert done.returncode == 0 and "no regression" in done.stdout
+
+
+def test_baseline_with_too_few_turns_is_inconclusive_exit_3(run_copy, tmp_path):
+    """A metric with too few turns in the baseline is not compared: said per metric, in
+    results.json and report.html, and the status is 3 (not 0: "no regression" only covers
+    what was compared)."""
+    base = json.loads((run_copy / "results.json").read_text())
+    few = json.loads(json.dumps(base))
+    few["turns"] = [t for t in few["turns"] if t["metrics"].get("barge_in_onset_s") is None]
+    (tmp_path / "few.json").write_text(json.dumps(few))
+    done = tympan("report", str(run_copy), "--no-allure", "--baseline", str(tmp_path / "few.json"))
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "not compared: stop_latency_ms has" in done.stdout and "5 needed" in done.stdout
+    assert "in what was compared" in done.stdout
+    html = (run_copy / "report.html").read_text()
+    assert "Not compared with the baseline" in html
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [(["--worst", "-1"], "--worst -1"), (["--history", "FILE"], "is not a folder")],
+)
+def test_bad_options_exit_2(run_copy, tmp_path, capsys, args, expect):
+    args = [str(tmp_path / "f.txt") if a == "FILE" else a for a in args]
+    (tmp_path / "f.txt").write_text("x")
+    assert main(["report", str(run_copy), "--no-allure", *args]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "Traceback" not in err

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.report.baseline import compare_to_baseline
+from harness.report.baseline import compare_to_baseline, not_compared
 from harness.report.history import append_history, load_history
 from harness.report.results import ResultsWriter, TurnRecord, load_results
 
@@ -81,6 +81,25 @@ def test_small_shift_under_noise_floor_and_too_few_turns():
     assert compare_to_baseline(_run(x[:4] + 500), _run(x[:4])) == []  # 4 turns: no verdict
     regs = compare_to_baseline(_run(x[:5] + 500), _run(x[:5]), percentiles=("p50",))
     assert [r.metric for r in regs] == ["ttfa_ms"]
+
+
+def test_a_comparison_that_did_not_compare_says_so_per_metric():
+    """Too few turns of a metric in either run: no verdict, and a line that says which
+    metric, how many turns and how many are needed (before, the run said "no regression")."""
+    rng = np.random.default_rng(4)
+    x = _ttfa(rng, n=20)
+    cur = _run(x, stop_ms=[100.0] * 20)[:17] + _run(x[:3], stop_ms=[900.0] * 3)
+    for r in cur[:17]:
+        del r.metrics["stop_latency_ms"]
+    base = _run(x, stop_ms=rng.normal(90, 15, 20))
+    assert compare_to_baseline(cur, base) == []  # stop latency 900 ms, but 3 turns: no verdict
+    (row,) = not_compared(cur, base)
+    assert (row.metric, row.n_current, row.n_baseline, row.needed) == ("stop_latency_ms", 3, 20, 5)
+    assert (
+        row.message
+        == "not compared: stop_latency_ms has 3 turn(s) in this run, 5 needed (use --repeat)"
+    )
+    assert not_compared(base, base) == []
 
 
 def test_compares_results_files(tmp_path):

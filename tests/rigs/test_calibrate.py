@@ -122,3 +122,38 @@ def test_cli_devices(capsys):
     assert "serial" in doc and "jack_servers" in doc
     if doc["serial"] is None:
         assert "pyserial" in doc["serial_note"]
+
+
+@pytest.mark.parametrize("level", ["nan", "inf", "-inf", "3", "-200"])
+def test_cli_calibrate_bad_level_exit_2_and_nothing_cached(tmp_path, capsys, cache_dir, level):
+    """A NaN level once made a silent sweep that 'calibrated' to 0 samples at confidence
+    NaN, printed "ok" and was cached for every later run on the rig."""
+    path = sim_toml(tmp_path)
+    assert main(["calibrate", "--rig", str(path), f"--level-dbfs={level}", "--repeats", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--level-dbfs" in err and "dBFS" in err and "Traceback" not in err
+    assert not cache_path(load_profile(path)).exists()
+
+
+def test_a_calibration_that_must_not_be_used_is_neither_saved_nor_loaded(tmp_path, cache_dir):
+    import dataclasses
+
+    from harness.rigs.calibrate import CachedCalibrationError
+
+    path = sim_toml(tmp_path)
+    profile = load_profile(path)
+    with open_rig(profile) as rig:
+        cal = calibrate(rig, repeats=2)
+    bad = dataclasses.replace(cal, ref=dataclasses.replace(cal.ref, confidence=float("nan")))
+    with pytest.raises(CalibrationRefused, match="confidence nan is not a finite number"):
+        save_cached(profile, bad)
+    assert not cache_path(profile).exists()
+    # A cache file written by an older tympan (or edited) with such figures is refused by
+    # name, with what to do, instead of being taken as the rig's latency.
+    saved = save_cached(profile, cal)
+    doc = json.loads(saved.read_text())
+    saved.write_text(json.dumps(doc | {"latency_samples": 0, "confidence": None}))
+    with pytest.raises(CachedCalibrationError) as err:
+        open_rig(path)
+    assert str(saved) in str(err.value) and "tympan calibrate --rig" in str(err.value)
+    assert main(["run", "--rig", str(path), "--dut", "scripted", "--out", str(tmp_path / "o")]) == 2

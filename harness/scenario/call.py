@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-
 from harness.analysis import TurnMetrics
 from harness.conversation import ArrayCapture, TurnSpec, analyze_conversation
 from harness.reasons import Timeout
@@ -37,6 +35,7 @@ from harness.scenario.turn import (
     _Stalled,
     _State,
     _stream,
+    save_evidence,
 )
 
 
@@ -123,20 +122,12 @@ def run_call(
         capture = session.stop()
     if dut is not None:
         events += dut.drain_events()
-    clock = capture.clock
-    for e in events:
-        t_us = e.get("t_us")
-        ok = clock is not None and clock.paced and isinstance(t_us, int | float)
-        e["t_s"] = capture.capture_s_of_host_us(t_us) if ok else None
     paths = {
         "capture_wav": out / "capture.wav",
         "turns_jsonl": out / "turns.jsonl",
         "events_jsonl": out / "events.jsonl",
     }
-    sf.write(paths["capture_wav"], capture.samples, fs, subtype="FLOAT")
-    with paths["events_jsonl"].open("w", encoding="utf-8") as fh:
-        for e in events:
-            fh.write(json.dumps(e, separators=(",", ":"), default=str) + "\n")
+    save_evidence(capture, events, paths)
     if stalled is not None:
         raise TurnTimeout(
             f"call of {len(plans)} turns: {stalled} (turn {len(states)}); is the audio server "

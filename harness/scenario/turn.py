@@ -191,6 +191,21 @@ def _audio(u: Utterance, fs: int) -> np.ndarray:
     return resample(u.load(), u.sample_rate_hz, fs).astype(np.float32)
 
 
+def save_evidence(capture: Capture, events: list[dict[str, Any]], paths: dict[str, Path]) -> None:
+    """Put the DUT's events on the capture's timeline (``t_s``: None where the session's
+    host clock map has no acoustic meaning) and save the capture (float32 WAV [ref, ear]) and
+    the events (JSON lines) to ``paths["capture_wav"]`` and ``paths["events_jsonl"]``."""
+    clock = capture.clock
+    for e in events:
+        t_us = e.get("t_us")
+        ok = clock is not None and clock.paced and isinstance(t_us, int | float)
+        e["t_s"] = capture.capture_s_of_host_us(t_us) if ok else None
+    sf.write(paths["capture_wav"], capture.samples, capture.sample_rate_hz, subtype="FLOAT")
+    with paths["events_jsonl"].open("w", encoding="utf-8") as fh:
+        for e in events:
+            fh.write(json.dumps(e, separators=(",", ":"), default=str) + "\n")
+
+
 class _Stalled(Exception):
     pass
 
@@ -251,20 +266,12 @@ def run_turn(
     t_an = time.monotonic()
     if dut is not None:
         events += dut.drain_events()
-    clock = capture.clock
-    for e in events:
-        t_us = e.get("t_us")
-        ok = clock is not None and clock.paced and isinstance(t_us, int | float)
-        e["t_s"] = capture.capture_s_of_host_us(t_us) if ok else None
     paths = {
         "capture_wav": out / "capture.wav",
         "metrics_json": out / "metrics.json",
         "events_jsonl": out / "events.jsonl",
     }
-    sf.write(paths["capture_wav"], capture.samples, fs, subtype="FLOAT")
-    with paths["events_jsonl"].open("w", encoding="utf-8") as fh:
-        for e in events:
-            fh.write(json.dumps(e, separators=(",", ":"), default=str) + "\n")
+    save_evidence(capture, events, paths)
     if stalled is not None:
         raise TurnTimeout(
             f"turn {name!r}: {stalled}; is the audio server running? capture so far saved to "

@@ -149,6 +149,11 @@ def files(tmp_path_factory, sources) -> dict:
     noise_ref = call.capture.copy()
     noise_ref[:, 0] = 1e-3 * np.random.default_rng(3).standard_normal(len(noise_ref))
     f["noise_ref"] = _write(d / "noise_ref.wav", noise_ref, 16000)
+    # a recording cut short: less than the stimulus itself (it used to read "stimulus not
+    # found", which sends one looking in the wrong place)
+    f["short"] = _write(d / "short.wav", a.capture[: len(a.stimulus) // 2], 48000, "FLOAT")
+    sf.write(d / "lossy.ogg", a.capture, 48000, format="OGG", subtype="VORBIS")
+    f["lossy"] = str(d / "lossy.ogg")
     return f
 
 
@@ -201,6 +206,8 @@ def _commands(f: dict) -> dict[str, list[str]]:
         "manifest_number_stimulus": [f["call"], "--conversation", f["number_stim"]],
         "silent_ref": [f["silent_ref"], "--stimulus", f["call_stims"][0]],
         "caller_without_speech": [f["noise_ref"]],
+        "capture_shorter_than_stimulus": [f["short"], "--stimulus", f["stim"]],
+        "lossy": [f["lossy"], *good[1:], "--json"],
         "speech_end_with_two": [
             f["call"],
             "--stimulus",
@@ -239,6 +246,7 @@ BAD_INPUT = {
     "manifest_number_stimulus": "number_stim",
     "silent_ref": "silent_ref",
     "caller_without_speech": "noise_ref",
+    "capture_shorter_than_stimulus": "short",
 }
 
 
@@ -381,3 +389,17 @@ def test_bad_input_is_one_line_and_exit_2(runs, files, case):
     }.get(case) or files[key]
     assert named in lines[0], (named, lines[0])
     assert r.stdout == ""
+
+
+def test_a_capture_shorter_than_its_stimulus_says_so(runs):
+    r = runs["capture_shorter_than_stimulus"]
+    assert r.returncode == 2 and "shorter than the stimulus" in r.stderr, r.stderr
+    assert "not found" not in r.stderr
+
+
+def test_a_lossy_capture_is_measured_with_a_note_that_it_is_lossy(runs, files):
+    """An Ogg Vorbis capture of a clean turn: measured, but the codec moves the onset (19.9
+    ms early on this turn, seen), so the note says the format is lossy and what to record."""
+    r = runs["lossy"]
+    _ok(r)
+    assert "the capture is lossy (OGG/VORBIS)" in r.stderr and "WAV or FLAC" in r.stderr

@@ -73,6 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_analyze)
 
 
+LOSSY_FORMATS = frozenset({"MP3", "OGG", "VORBIS", "OPUS", "MPEG_LAYER_III"})
+"""libsndfile's names (container or subtype) of the lossy formats it reads."""
+
+
 def _analyze(args: argparse.Namespace) -> int:
     """`tympan analyze`: read the capture and the stimuli (or the manifest), measure every
     turn, print the table or JSON; exit 0, or 2 naming the bad input.
@@ -93,6 +97,14 @@ def _analyze(args: argparse.Namespace) -> int:
     capture.validate(args.ref_channel, args.ear_channel)
     _READ.clear()  # files are read afresh on every call of the command
     notes: list[str] = []
+    container, _, codec = capture.format.partition("/")
+    if container in LOSSY_FORMATS or codec in LOSSY_FORMATS:
+        # A lossy codec shifts and smears onsets (its frame and priming delay, pre-echo):
+        # MP3 and Ogg captures were measured ~5 ms off with nothing to say so.
+        notes.append(
+            f"the capture is lossy ({capture.format}): onsets move by milliseconds through "
+            "its codec; record WAV or FLAC for a measurement to trust to the millisecond"
+        )
     stimuli = list(args.stimulus or [])
     if args.conversation and stimuli:
         raise InputError(
@@ -134,6 +146,16 @@ def _analyze(args: argparse.Namespace) -> int:
         )
         if barge is not None:
             turns = [dataclasses.replace(t, barge_in=barge) for t in turns]
+    capture_s = capture.frames / capture.sample_rate_hz
+    for t in turns:
+        stimulus_s = len(t.stimulus) / t.stimulus_rate_hz
+        if stimulus_s > capture_s:
+            # (It would be "not found in the ref channel", which sends one looking elsewhere.)
+            raise InputError(
+                f"{args.capture}: {capture_s:.2f} s long, shorter than the stimulus "
+                f"{t.name or 'of the turn'} ({stimulus_s:.2f} s): it cannot hold the question "
+                "and its reply (a cut or truncated recording?)"
+            )
     progress = _progress if sys.stderr.isatty() and len(turns) > 3 else None
     try:
         results = analyze_conversation(

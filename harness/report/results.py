@@ -375,11 +375,42 @@ def load_results(path: str | Path) -> dict:
     records = []
     for i, t in enumerate(data["turns"]):
         try:
-            records.append(TurnRecord.from_dict(t))
+            record = TurnRecord.from_dict(t)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise InputError(f"{p}: turn {i} is malformed: {type(err).__name__}: {err}") from err
+        bad = _bad_figure(record)
+        if bad is not None:
+            # A figure that is not a number would drop out of the percentiles unmarked.
+            raise InputError(
+                f"{p}: turn {i} ({record.turn}): {bad}; expected a finite number (ms) or null"
+            )
+        records.append(record)
     data["records"] = records
     summary = data.setdefault("summary", {})
     if not isinstance(summary, dict) or not all(isinstance(v, dict) for v in summary.values()):
         raise InputError(f"{p}: 'summary' should map metric names to objects")
     return data
+
+
+_FIGURES = ("ttfa_ms", "ttfa_content_ms", "stop_latency_ms", "residual_ms")
+
+
+def _bad_figure(record: TurnRecord) -> str | None:
+    """The first figure of `record` the summary would read that is neither null nor a
+    finite number ("metrics.ttfa_ms = 'fast'"), or None."""
+
+    def ok(v: object) -> bool:
+        return v is None or (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        )
+
+    for key in _FIGURES:
+        if not ok(record.metrics.get(key)):
+            return f"metrics.{key} = {record.metrics.get(key)!r}"
+    gaps = record.metrics.get("gaps_ms") or []
+    if not isinstance(gaps, list) or not all(ok(g) for g in gaps):
+        return f"metrics.gaps_ms = {gaps!r}"
+    for key, v in record.stages_ms.items():
+        if not ok(v):
+            return f"stages_ms.{key} = {v!r}"
+    return None

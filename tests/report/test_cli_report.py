@@ -131,3 +131,19 @@ def test_bad_options_exit_2(run_copy, tmp_path, capsys, args, expect):
     assert main(["report", str(run_copy), "--no-allure", *args]) == 2
     err = capsys.readouterr().err
     assert expect in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("ttfa_ms", "fast"), ("ttfa_ms", float("nan")), ("stop_latency_ms", True)]
+)
+def test_a_figure_that_is_not_a_number_is_refused_by_name(run_copy, capsys, field, value):
+    """A results.json whose ttfa_ms is a string or NaN was read, and the turn silently left
+    out of the percentiles; now the file, the turn and the field are named (exit 2)."""
+    res = json.loads((run_copy / "results.json").read_text())
+    res["turns"][1]["metrics"][field] = value
+    (run_copy / "results.json").write_text(json.dumps(res))  # NaN is written as NaN
+    assert main(["report", str(run_copy), "--no-allure"]) == 2
+    err = capsys.readouterr().err
+    name = res["turns"][1]["turn"]
+    assert f"turn 1 ({name}): metrics.{field} = " in err and "results.json" in err
+    assert len(err.strip().splitlines()) == 1

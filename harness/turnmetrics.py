@@ -52,6 +52,16 @@ class AnalysisOptions:
     filler_gap_s: float = 0.3
 
 
+BARGE_IN_FIELDS = (
+    "barge_in_onset_s",
+    "stop_latency_ms",
+    "residual_ms",
+    "ring_down_ms",
+    "stop_refused",
+)
+"""The fields that only mean something with a barge-in clip (left out of the JSON without)."""
+
+
 @dataclass(frozen=True)
 class TurnMetrics:
     """What one turn measured. Times are seconds in the capture's timeline (ref clock).
@@ -132,7 +142,7 @@ class TurnMetrics:
         """The JSON object `tympan analyze --json` prints (barge-in keys only with a clip)."""
         d = asdict(self)
         if barge_in is False or (barge_in is None and self.barge_in_onset_s is None):
-            for k in ("barge_in_onset_s", "stop_latency_ms", "residual_ms"):
+            for k in BARGE_IN_FIELDS:
                 d.pop(k)
         return {k: _round(v) for k, v in d.items()}
 

@@ -237,12 +237,6 @@ def metric_values(record: TurnRecord) -> dict[str, float]:
     return out
 
 
-def _metric_order(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    core = [m for m in CORE_METRICS if m in names]
-    return core + sorted(names - set(core))
-
-
 def metric_order(names: Iterable[str]) -> list[str]:
     """The audio metrics first (`CORE_METRICS`), then the rest by name."""
     names = set(names)

@@ -483,7 +483,7 @@ class HarnessSession:
         for o in self.outcomes:
             d = o.metrics.discard
             if d:
-                reason = Discard.of(d) or d.split()[0].rstrip(":")
+                reason = o.metrics.discard_reason or d.split()[0].rstrip(":")
                 out[reason] = out.get(reason, 0) + 1
         return out
 

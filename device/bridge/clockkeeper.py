@@ -37,6 +37,11 @@ class ClockKeeper:
         self.sync_enabled = False
         self.reboots: list[Reboot] = []
         self.maintainer: threading.Thread | None = None
+        # set by `start`: what the maintainer runs
+        self._sync: Callable[[int | None], ClockFit] | None = None
+        self._connected = threading.Event()
+        self._interval_s: float | None = None
+        self._first_pings = 0
 
     # ------------------------------------------------------------------ what arrives
     # (each called under the lock)
@@ -143,6 +148,7 @@ class ClockKeeper:
 
     def _maintain_loop(self) -> None:
         sync, connected = self._sync, self._connected
+        assert sync is not None
         interval_s, first_pings = self._interval_s, self._first_pings
         s = self.s
         next_sync = None if interval_s is None else time.monotonic() + interval_s

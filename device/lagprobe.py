@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 class LagProbe:
     """A daemon thread sleeping `period_s` at a time; keeps the last ~`history_s` of
-    wake-ups as (asleep_at, woke_at) on `clock` (seconds: `time.monotonic` by default)."""
+    wake-ups as (asleep_at, woke_at, process CPU s at each) on `clock` (seconds:
+    `time.monotonic` by default).
+
+    The process CPU time tells whose a late wake-up was: while the host kept this process
+    off the CPU (steal, other processes, a stopped process) it hardly advances; while a
+    thread of this process held the GIL in C code it advances with the wall clock.
+    """
 
     def __init__(
         self,
@@ -33,8 +39,10 @@ class LagProbe:
         self.period_s = period_s
         self.clock = clock
         self.name = name
-        self._spans: deque[tuple[float, float]] = deque(maxlen=max(1, int(history_s / period_s)))
-        self._asleep_at: float | None = None
+        self._spans: deque[tuple[float, float, float, float]] = deque(
+            maxlen=max(1, int(history_s / period_s))
+        )
+        self._asleep_at: tuple[float, float] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -54,21 +62,27 @@ class LagProbe:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            t0 = self.clock()
+            t0, c0 = self.clock(), time.process_time()
             with self._lock:
-                self._asleep_at = t0
+                self._asleep_at = (t0, c0)
             time.sleep(self.period_s)
-            t1 = self.clock()
+            t1, c1 = self.clock(), time.process_time()
             with self._lock:
-                self._spans.append((t0, t1))
+                self._spans.append((t0, t1, c0, c1))
                 self._asleep_at = None
+
+    def sleeps(self, start: float, end: float) -> list[tuple[float, float, float, float]]:
+        """Every sleep overlapping [start, end] (`clock` s) as (asleep_at, woke_at, process
+        CPU s at each), the one still waiting to be woken ending now."""
+        now, cpu = self.clock(), time.process_time()
+        with self._lock:
+            spans = [s for s in self._spans if s[1] > start and s[0] < end]
+            if self._asleep_at is not None and self._asleep_at[0] < end:
+                spans.append((self._asleep_at[0], now, self._asleep_at[1], cpu))
+        return spans
 
     def worst_lag_s(self, start: float, end: float) -> float:
         """The longest the probe woke up late over sleeps overlapping [start, end] (`clock`
         seconds), counting a sleep still waiting to be woken, s."""
-        now = self.clock()
-        with self._lock:
-            spans = [s for s in self._spans if s[1] > start and s[0] < end]
-            if self._asleep_at is not None and self._asleep_at < end:
-                spans.append((self._asleep_at, now))
-        return max((t1 - t0 - self.period_s for t0, t1 in spans), default=0.0)
+        spans = self.sleeps(start, end)
+        return max((t1 - t0 - self.period_s for t0, t1, _, _ in spans), default=0.0)

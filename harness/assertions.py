@@ -57,20 +57,28 @@ def assert_checks(checks: Iterable[Check], turn: Any = None) -> None:
     raise ContractError("\n".join(lines))
 
 
-def not_measured_under_stall(check: Check, host_stall_ms: float) -> Check:
-    """`check` as judged on a turn the host stalled for `host_stall_ms`: a rule on a duration
-    that failed by no more than the stall is not measured (the stall alone can explain it;
-    it passes, `applicable` False, and says both figures); any other check is kept."""
-    if check.passed or check.over_ms is None or check.over_ms > host_stall_ms:
+def not_measured_under_stall(check: Check, stalls: Any) -> Check:
+    """`check` as judged on a turn the host stalled through every attempt (`stalls`: a
+    `harness.stalls.TurnStalls`): a rule on a duration that failed by no more than the
+    stalls inside the interval it measured is not measured (those stalls alone can explain
+    it; it passes, `applicable` False, and says both figures); any other check is kept,
+    and so is one whose interval the stalls missed."""
+    if check.passed or check.over_ms is None or check.interval_s is None:
+        return check
+    a, b = check.interval_s
+    overlap_ms = stalls.overlap_ms(a, b)
+    if check.over_ms > overlap_ms:
         return check
     return Check(
         check.contract,
         check.name,
         True,
-        f"not measured: {check.message}; the host stalled the harness for "
-        f"{host_stall_ms:.0f} ms, more than the {check.over_ms:.0f} ms it missed by",
+        f"not measured: {check.message}; the host stalled the harness for {overlap_ms:.0f} "
+        f"ms inside the interval it measures ({a:.2f}-{b:.2f} s), more than the "
+        f"{check.over_ms:.0f} ms it missed by",
         applicable=False,
         over_ms=check.over_ms,
+        interval_s=check.interval_s,
     )
 
 
@@ -175,13 +183,14 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
             f"longest silence inside the reply {worst:.0f} ms (limit {rules.max_gap_ms:.0f} ms)"
             + (f" at segment gaps {[round(g) for g in gaps]}" if worst > rules.max_gap_ms else ""),
             over_ms=worst - rules.max_gap_ms,
+            interval_s=_gap_interval(m, worst),
         )
     )
     turn_no = reply_turn(events, m.speech_end_s)
     chunks = events_named(events, "tts_chunk", turn_no) if turn_no is not None else []
     if not chunks:
         checks.append(Check("chunking", "chunks", True, "no tts_chunk telemetry", applicable=False))
-        return checks + _queue_and_stalls(events, rules)
+        return checks + _queue_and_stalls(events, rules, getattr(turn, "stalls", None))
 
     def tokens(e: Mapping[str, Any]) -> int:
         n = e.get("tokens")
@@ -245,7 +254,7 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
                 applicable=False,
             )
         )
-    return checks + _queue_and_stalls(events, rules)
+    return checks + _queue_and_stalls(events, rules, getattr(turn, "stalls", None))
 
 
 def _gaps_before(m: Any, until_s: float | None) -> list[float]:
@@ -257,7 +266,19 @@ def _gaps_before(m: Any, until_s: float | None) -> list[float]:
     return [(b[0] - a[1]) * 1000.0 for a, b in itertools.pairwise(segs)]
 
 
-def _queue_and_stalls(events: Sequence[Mapping[str, Any]], rules: ChunkingRules) -> list[Check]:
+def _gap_interval(m: Any, gap_ms: float) -> tuple[float, float] | None:
+    """Where the silence of `gap_ms` inside the reply was (capture s): the pair of
+    segments whose gap is closest to it."""
+    pairs = list(itertools.pairwise(m.segments or []))
+    if not pairs or gap_ms <= 0:
+        return None
+    a, b = min(pairs, key=lambda p: abs((p[1][0] - p[0][1]) * 1000.0 - gap_ms))
+    return (float(a[1]), float(b[0]))
+
+
+def _queue_and_stalls(
+    events: Sequence[Mapping[str, Any]], rules: ChunkingRules, stalls: Any = None
+) -> list[Check]:
     checks: list[Check] = []
     depths = [e for e in events_named(events, "queue_depth") if e.get("queue", "tts") == "tts"]
     if depths:
@@ -297,33 +318,40 @@ def _queue_and_stalls(events: Sequence[Mapping[str, Any]], rules: ChunkingRules)
                 applicable=False,
             )
         )
-    # A lag's `starved_ms` is the part the host caused (the agent's probe thread was held
-    # up as long: CPU or GIL taken away); only the rest is the agent's own blocking call.
-    stalls = events_named(events, "loop_stall")
-    own = [
-        max(0.0, float(e.get("lag_ms", 0.0)) - float(e.get("starved_ms", 0.0) or 0.0))
-        for e in stalls
-    ]
-    worst = max(own, default=0.0)
-    host = [float(e.get("starved_ms", 0.0) or 0.0) for e in stalls]
+    # Whose a lag was is judged from the harness's own probe (`turn.stalls`, placed on the
+    # capture timeline): the part of the lag its probe was held up for too was the host's.
+    # The device's own `starved_ms` is what it says about itself: shown, never subtracted.
+    lags = []
+    for e in events_named(events, "loop_stall"):
+        lag_ms = float(e.get("lag_ms", 0.0) or 0.0)
+        t = e.get("t_s")
+        span = (float(t) - lag_ms / 1000.0, float(t)) if t is not None else None
+        host_ms = stalls.overlap_ms(*span) if stalls is not None and span is not None else 0.0
+        lags.append((max(0.0, lag_ms - host_ms), host_ms, span, e))
+    worst_own, *_ = max(lags, key=lambda x: x[0], default=(0.0, 0.0, None, None))
+    host = [h for _, h, _, _ in lags if h > 0]
+    said = [float(e.get("starved_ms") or 0.0) for *_, e in lags]
     host_note = (
-        f"; {sum(1 for h in host if h > 0)} lag(s) up to {max(host):.0f} ms the host caused "
-        "(the agent's probe thread was held up as long)"
-        if any(h > 0 for h in host)
+        f"; {len(host)} lag(s) up to {max(host):.0f} ms the host caused (tympan's probe was "
+        "held up as long)"
+        if host
         else ""
     )
-    over = [x for x in own if x > rules.max_loop_stall_ms]
+    if any(x > 0 for x in said):
+        host_note += f" (the device put up to {max(said):.0f} ms down to the host: not used)"
+    over = [x for x, *_ in lags if x > rules.max_loop_stall_ms]
     checks.append(
         Check(
             "chunking",
             "no event-loop stall",
-            worst <= rules.max_loop_stall_ms,
-            f"{len(over)} event-loop stall(s) of the agent's own, worst {worst:.0f} ms (limit "
-            f"{rules.max_loop_stall_ms:.0f} ms): a blocking call inside the event loop"
+            worst_own <= rules.max_loop_stall_ms,
+            f"{len(over)} event-loop stall(s) of the agent's own, worst {worst_own:.0f} ms "
+            f"(limit {rules.max_loop_stall_ms:.0f} ms): a blocking call inside the event loop"
             f"{host_note}"
-            if worst > rules.max_loop_stall_ms
-            else f"worst event-loop lag of its own {worst:.0f} ms{host_note}",
-            over_ms=worst - rules.max_loop_stall_ms,
+            if worst_own > rules.max_loop_stall_ms
+            else f"worst event-loop lag of its own {worst_own:.0f} ms{host_note}",
+            # the host's share is already out of `worst_own`: no second excuse
+            over_ms=worst_own - rules.max_loop_stall_ms,
         )
     )
     return checks
@@ -381,6 +409,7 @@ def _stop_check(m: Any, stop_budget_ms: float) -> Check:
         f"stop latency {stop:.0f} ms (budget {stop_budget_ms:.0f} ms)"
         + (" - the agent talked on over the user" if stop > stop_budget_ms else ""),
         over_ms=stop - stop_budget_ms,
+        interval_s=(m.barge_in_onset_s, m.barge_in_onset_s + stop / 1000.0),
     )
 
 
@@ -527,6 +556,7 @@ def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRule
         f"answer started {ttfa:.0f} ms after the barge-in speech ended (limit "
         f"{rules.answer_ttfa_ms:.0f} ms)",
         over_ms=ttfa - rules.answer_ttfa_ms,
+        interval_s=(clip_end, after[0][0]),
     )
 
 

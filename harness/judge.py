@@ -22,15 +22,17 @@ from harness.assertions import (
     not_measured_under_stall,
 )
 from harness.budgets import Budgets
-from harness.records import Check
+from harness.reasons import Discard
+from harness.records import Check, check_id
+from harness.stalls import describe
 
 CAPTURE_SLIP_LIMIT_MS = 50.0
 """How far a real-time rig's capture may fall behind the wall clock inside a measured
 interval before that measurement is not trusted (`capture_kept_time`)."""
 
 HOST_STALL_LIMIT_MS = 150.0
-"""A turn during which the harness's probe thread woke up later than this is played again
-(the host, not the DUT, took the time); see `attempt_checks`."""
+"""A turn whose capture the harness's probe thread woke up later than this inside is played
+again (the host, not the DUT, took the time; `harness.stalls`); see `attempt_checks`."""
 
 
 def judge_turn(turn: Any, budgets: Budgets, rig: Any, glitched: Sequence[str] = ()) -> list[Check]:
@@ -89,19 +91,25 @@ HOST_KEPT_UP = "the host kept up"
 
 def attempt_checks(
     checks: list[Check],
+    turn: Any,
     *,
-    host_stall_ms: float,
     attempts: int,
     glitched: Sequence[str],
     lost_audio: bool,
 ) -> list[Check]:
-    """`checks` after the session's attempts: a turn the host stalled through every attempt
-    has its duration rules missed by less than the stall not measured (a failure larger
-    than the stall, or not about time, stands); a replay is said; and whether the host
-    kept up is a check of its own."""
-    starved = host_stall_ms > HOST_STALL_LIMIT_MS
-    if starved:
-        checks = [not_measured_under_stall(c, host_stall_ms) for c in checks]
+    """`checks` after the session's attempts (`turn.stalls`: the last attempt's
+    `harness.stalls.TurnStalls`; `turn.metrics` its measurements).
+
+    When the host stalled the last attempt too, a rule on a duration is excused by the
+    stalls inside the interval it measured, by no more than their overlap
+    (`assertions.not_measured_under_stall`). Whether the host kept up is a check of its
+    own: it fails (and the turn is kept out of the percentiles) only when a stall over
+    `HOST_STALL_LIMIT_MS` fell inside an interval a percentile is made of (TTFA, stop
+    latency); a replay is said."""
+    stalls = turn.stalls
+    long_stalls = stalls.over(HOST_STALL_LIMIT_MS)
+    if long_stalls:
+        checks = [not_measured_under_stall(c, stalls) for c in checks]
     if glitched and not lost_audio:
         checks.append(
             Check(
@@ -111,19 +119,62 @@ def attempt_checks(
                 "replayed after rig glitches or host stalls: " + "; ".join(glitched),
             )
         )
-    checks.append(
-        Check(
+    checks.append(host_kept_up(stalls, measured_intervals(turn.metrics), attempts))
+    return checks
+
+
+def host_kept_up(
+    stalls: Any, intervals: Sequence[tuple[str, float, float]], attempts: int
+) -> Check:
+    """The `HOST_KEPT_UP` check of a turn's last attempt (see `attempt_checks`)."""
+    spans = [(a, b) for _, a, b in intervals]
+    inside = stalls.over(HOST_STALL_LIMIT_MS, spans)
+    outside = [s for s in stalls.over(HOST_STALL_LIMIT_MS) if s not in inside]
+    unattributed = stalls.unattributed
+    notes = []
+    if outside:
+        notes.append(f"stalled outside the measured intervals: {describe(outside)}")
+    if unattributed:
+        notes.append(
+            f"{len(unattributed)} stall(s) of the harness's own process, up to "
+            f"{max(s.lag_ms for s in unattributed):.0f} ms, while the DUT ran in it: maybe "
+            "the DUT's own blocking call, so they excuse nothing"
+        )
+    if not stalls.paced:
+        notes.append("the rig ran faster than real time: a stall cannot change its timings")
+    elif not stalls.placed:
+        notes.append("no host clock map to place stalls on: none excuses anything")
+    note = f" ({'; '.join(notes)})" if notes else ""
+    if inside:
+        names = [n for n, a, b in intervals if any(s.overlap_ms(a, b) > 0 for s in inside)]
+        return Check(
             "infrastructure",
             HOST_KEPT_UP,
-            not starved,
-            f"the host stalled the harness for {host_stall_ms:.0f} ms during the turn "
-            f"(limit {HOST_STALL_LIMIT_MS:.0f} ms; CPU steal, another process, or the GIL "
-            f"held): its latencies may be off by as much, after {attempts} attempt(s)"
-            if starved
-            else f"longest host stall during the turn {host_stall_ms:.0f} ms",
+            False,
+            f"the host stalled the harness inside the {' and '.join(names)} interval: "
+            f"{describe(inside)} (limit {HOST_STALL_LIMIT_MS:.0f} ms; CPU steal, another "
+            f"process, or the GIL held): those figures may be off by as much, after "
+            f"{attempts} attempt(s){note}",
         )
+    return Check(
+        "infrastructure",
+        HOST_KEPT_UP,
+        True,
+        f"longest host stall inside the capture {stalls.worst_ms():.0f} ms{note}",
     )
-    return checks
+
+
+def measured_intervals(m: Any) -> list[tuple[str, float, float]]:
+    """The capture-timeline intervals (name, start s, end s) a turn's percentile figures
+    are measured over: end of speech -> reply onset, barge-in onset -> stop."""
+    spans = []
+    if m.speech_end_s is not None and m.reply_onset_s is not None:
+        spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
+    if m.barge_in_onset_s is not None and m.stop_latency_ms is not None:
+        spans.append(
+            ("stop latency", m.barge_in_onset_s, m.barge_in_onset_s + m.stop_latency_ms / 1000)
+        )
+    return spans
 
 
 def capture_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
@@ -133,13 +184,7 @@ def capture_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
     capture falls behind the wall clock, and an interval measured across that moment reads
     short by as much. Checked over the turn's measured intervals (end of speech -> reply
     onset, barge-in onset -> stop); a failure above `CAPTURE_SLIP_LIMIT_MS`."""
-    spans = []
-    if m.speech_end_s is not None and m.reply_onset_s is not None:
-        spans.append(("TTFA", m.speech_end_s, m.reply_onset_s))
-    if m.barge_in_onset_s is not None and m.stop_latency_ms is not None:
-        spans.append(
-            ("stop latency", m.barge_in_onset_s, m.barge_in_onset_s + m.stop_latency_ms / 1000)
-        )
+    spans = measured_intervals(m)
     if not spans:
         return Check(
             "infrastructure", "the capture kept real time", True, "no measured interval",
@@ -158,3 +203,13 @@ def capture_kept_time(clock: Any, sample_rate_hz: int, m: Any) -> Check:
         if not ok
         else f"the capture fell at most {slip:.0f} ms behind the wall clock while measuring",
     )
+
+
+def host_stall_discard(checks: Sequence[Check]) -> str | None:
+    """A turn the host stalled inside a measured interval through all its attempts was not
+    measured: its figures stay in its record but out of the percentiles and baseline
+    comparisons (a discard reason), and its failed `the host kept up` check says why."""
+    for c in checks:
+        if c.id == check_id("infrastructure", HOST_KEPT_UP) and not c.passed:
+            return f"{Discard.HOST_STALLED}: {c.message}"
+    return None

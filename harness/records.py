@@ -59,8 +59,10 @@ class Check:
     failed check's message starts with "[contract]", which the Allure categories match
     on). applicable: False when the evidence needed is missing (the check then passes and
     says why). over_ms: for a rule on a duration (a stall, a stop latency), how far past its
-    limit the turn went, ms (a host that stalled the harness for longer can explain the
-    failure: see `assertions.not_measured_under_stall`); None for rules not about time.
+    limit the turn went, ms; interval_s: the capture-timeline interval (s) that duration
+    was measured over. A host that stalled the harness inside that interval for longer
+    than `over_ms` can explain the failure (`assertions.not_measured_under_stall`); None
+    for rules not about time.
     `id` (`check_id`): what code keys on; the name and message are for people.
     """
 
@@ -70,6 +72,7 @@ class Check:
     message: str = ""
     applicable: bool = True
     over_ms: float | None = None
+    interval_s: tuple[float, float] | None = None
 
     @property
     def id(self) -> str:

@@ -19,10 +19,7 @@ different angles.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,21 +30,13 @@ from harness.analysis import AnalysisOptions
 from harness.budgets import Budgets, load_budgets
 from harness.corpus import Corpus, Utterance
 from harness.errors import HarnessError
-from harness.fusion import (
-    StageBreakdown,
-    merged_events,
-    serial_events_on_capture,
-    stage_breakdown,
-)
+from harness.fusion import stage_breakdown
 from harness.hostprobe import HostProbe
-from harness.judge import HOST_KEPT_UP, HOST_STALL_LIMIT_MS, attempt_checks, judge_turn
-from harness.reasons import Discard, Timeout
-from harness.records import Check, Sample, TurnRecord, check_id, samples
-
-MAX_ATTEMPTS = 3
-"""A turn whose session lost audio to an xrun (not on the JACK loopback, whose xruns are late
-cycles that lose nothing), or during which the host stalled, is played again, up to this
-many times in all."""
+from harness.judge import attempt_checks, host_stall_discard, judge_turn
+from harness.outcome import TurnOutcome
+from harness.records import Sample, samples
+from harness.replay import Played, play_turn
+from harness.report.turnrecord import turn_record
 
 
 @dataclass(frozen=True)
@@ -69,64 +58,6 @@ class RunSettings:
     corpus: str | None = None
     limit: int = 0
     baseline: str | None = None
-
-
-@dataclass
-class TurnOutcome:
-    """A played turn with everything derived from it.
-
-    result: the scenario's `TurnResult` (capture, metrics, events, evidence paths).
-    stages: the telemetry breakdown. checks: every contract check that applies to the turn.
-    record: the results record as written.
-    """
-
-    key: tuple[Any, ...]
-    result: Any
-    stages: StageBreakdown
-    checks: list[Check]
-    record: Any = None
-
-    @property
-    def name(self) -> str:
-        return str(self.result.name)
-
-    @property
-    def metrics(self) -> Any:
-        return self.result.metrics
-
-    @property
-    def events(self) -> list[dict]:
-        return list(self.result.events)
-
-    @property
-    def plan(self) -> Any:
-        return self.result.plan
-
-    @property
-    def paths(self) -> dict[str, Any]:
-        return {k: str(v) for k, v in (self.result.paths or {}).items()}
-
-    @property
-    def timeout(self) -> str | None:
-        return getattr(self.result, "timeout", None)
-
-    @property
-    def timeout_kind(self) -> Timeout | None:
-        return getattr(self.result, "timeout_kind", None)
-
-    def checks_of(self, *contracts: str) -> list[Check]:
-        """The checks of the given contracts (all when none given)."""
-        return [c for c in self.checks if not contracts or c.contract in contracts]
-
-    @property
-    def verdict(self) -> str:
-        """ "failed" if a check failed, "discarded" if the measurement was refused, else
-        "passed"."""
-        if any(not c.passed for c in self.checks):
-            return "failed"
-        if self.metrics.discard is not None:
-            return "discarded"
-        return "passed"
 
 
 @dataclass
@@ -292,7 +223,7 @@ class HarnessSession:
     ) -> TurnOutcome:
         """Play one turn (or, with `cache`, return the same turn played earlier in this run:
         same stimulus, barge-in clip, offset and trial)."""
-        from harness.scenario import TurnPlan, run_turn
+        from harness.scenario import TurnPlan
 
         stim = self.corpus.by_id(stimulus) if isinstance(stimulus, str) else stimulus
         clip = self.corpus.by_id(barge_in) if isinstance(barge_in, str) else barge_in
@@ -316,119 +247,52 @@ class HarnessSession:
             barge_in_offset_ms=barge_in_offset_ms,
             analysis=AnalysisOptions(dry_path=rig.dry_path),
         )
-        out = self.out_dir / "turns" / slug(name)
-        bridge = self.bridge if self.dut_spec.serial_url else None
-        glitched: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            where = out if attempt == 1 else out.with_name(f"{out.name}.attempt{attempt}")
-            if bridge is not None:
-                bridge.drain()  # what the device said between turns is not this turn's
-            began = time.monotonic()
-            result = run_turn(rig, dut, plan, out_dir=where, name=name)
-            host_stall_ms = self.host_probe.worst_lag_ms(began, time.monotonic())
-            if bridge is not None:
-                _add_serial_events(result, bridge.drain())
-            lost_audio = bool(result.xruns) and not rig.timing_only_xruns
-            starved = host_stall_ms > HOST_STALL_LIMIT_MS
-            if not (lost_audio or starved) or attempt == MAX_ATTEMPTS:
-                break
-            # A glitch of the rig or a stalled host is not the DUT's fault: play the turn
-            # again, keep the first capture as evidence and say so in the turn's record.
-            why = []
-            if lost_audio:
-                at = [x.sample_index for x in result.capture.status.xruns][:3]
-                why.append(f"{result.xruns} xrun(s) at samples {at}")
-            if starved:
-                why.append(f"the host stalled the harness for {host_stall_ms:.0f} ms")
-            glitched.append(
-                f"attempt {attempt}: {' and '.join(why)} ({result.paths.get('capture_wav')})"
-            )
-        outcome = self._judge(key, result, budgets or self.budgets, glitched)
-        outcome.checks = attempt_checks(
-            outcome.checks,
-            host_stall_ms=host_stall_ms,
-            attempts=attempt,
-            glitched=glitched,
-            lost_audio=lost_audio,
+        played = play_turn(
+            rig,
+            dut,
+            plan,
+            out=self.out_dir / "turns" / slug(name),
+            name=name,
+            probe=self.host_probe,
+            bridge=self.bridge if self.dut_spec.serial_url else None,
         )
+        outcome = self._judge(key, played, budgets or self.budgets)
         self._cache[key] = outcome
         self.outcomes.append(outcome)
-        self._record(outcome, test)
+        outcome.record = turn_record(
+            outcome,
+            test=test,
+            rig=self.settings.rig,
+            dut=self.settings.dut,
+            out_dir=self.out_dir,
+            discard=outcome.metrics.discard or host_stall_discard(outcome.checks),
+        )
+        self.writer.add(outcome.record)
+        if self.progress is not None:
+            from harness.report.text import format_progress_line
+
+            self.progress(format_progress_line(outcome.record))
         return outcome
 
-    def _judge(
-        self, key: tuple[Any, ...], result: Any, budgets: Budgets, glitched: Sequence[str] = ()
-    ) -> TurnOutcome:
-        m = result.metrics
+    def _judge(self, key: tuple[Any, ...], played: Played, budgets: Budgets) -> TurnOutcome:
+        """Every check of the played turn: the contracts, the rig's and the host's."""
+        result, m = played.result, played.result.metrics
         stages = stage_breakdown(
             result.events,
             speech_end_s=m.speech_end_s,
             reply_onset_s=m.reply_onset_s,
             ttfa_ms=m.ttfa_ms,
         )
-        outcome = TurnOutcome(key, result, stages, [])
-        outcome.checks = judge_turn(outcome, budgets, self.rig, glitched)
-        return outcome
-
-    def _record(self, outcome: TurnOutcome, test: str) -> None:
-        r = outcome.result
-        plan = r.plan
-        evidence = {}
-        for key, path in (r.paths or {}).items():
-            p = Path(path)
-            with contextlib.suppress(ValueError):
-                p = p.resolve().relative_to(self.out_dir.resolve())
-            evidence[key] = str(p)
-        record = TurnRecord(
-            test=test,
-            turn=outcome.name,
-            utterance=plan.stimulus.id,
-            category=plan.stimulus.category,
-            transcript=plan.stimulus.transcript or "",
-            rig=self.settings.rig,
-            dut=self.settings.dut,
-            repeat=int(outcome.key[3]),
-            barge_in_offset_ms=plan.barge_in_offset_ms,
-            metrics=r.metrics.to_json(),
-            stages_ms=dict(outcome.stages.stages_ms),
-            stage_spans=list(outcome.stages.spans),
-            events=[dict(e) for e in r.events],
-            checks=[
-                c if c.passed else dataclasses.replace(c, message=f"[{c.contract}] {c.message}")
-                for c in outcome.checks
-            ],
-            verdict=outcome.verdict,
-            discard=r.metrics.discard or _host_stall_discard(outcome.checks),
-            xruns=int(r.xruns),
-            wall_s=float(r.wall_s),
-            audio_s=float(r.audio_s),
-            evidence=evidence,
+        outcome = TurnOutcome(key, result, stages, [], played.stalls)
+        checks = judge_turn(outcome, budgets, self.rig, played.glitched)
+        outcome.checks = attempt_checks(
+            checks,
+            outcome,
+            attempts=played.attempts,
+            glitched=played.glitched,
+            lost_audio=played.lost_audio,
         )
-        self._timeline(outcome, record)
-        outcome.record = record
-        self.writer.add(record)
-        if self.progress is not None:
-            from harness.report.text import format_progress_line
-
-            self.progress(format_progress_line(record))
-
-    def _timeline(self, outcome: TurnOutcome, record: Any) -> None:
-        """Draw the turn's timeline next to its capture (never fails a turn)."""
-        try:
-            from harness.report.plots import timeline_png
-
-            wav = outcome.result.paths.get("capture_wav")
-            if wav is None:
-                return
-            png = Path(wav).with_name("timeline.png")
-            cap = outcome.result.capture
-            timeline_png(png, (cap.ref, cap.ear), cap.sample_rate_hz, record)
-            rel = png
-            with contextlib.suppress(ValueError):
-                rel = png.resolve().relative_to(self.out_dir.resolve())
-            record.evidence["timeline_png"] = str(rel)
-        except Exception as exc:  # a plot is evidence, not a verdict
-            print(f"tympan: timeline plot for {record.turn} failed: {exc}", file=sys.stderr)
+        return outcome
 
     @property
     def bridge(self) -> Any:
@@ -486,26 +350,3 @@ class HarnessSession:
                 reason = o.metrics.discard_reason or d.split()[0].rstrip(":")
                 out[reason] = out.get(reason, 0) + 1
         return out
-
-
-def _host_stall_discard(checks: Sequence[Check]) -> str | None:
-    """A turn the host stalled through all its attempts was not measured: its figures stay
-    in its record but out of the percentiles and baseline comparisons (a discard reason),
-    and its failed `the host kept up` check says why."""
-    for c in checks:
-        if c.id == check_id("infrastructure", HOST_KEPT_UP) and not c.passed:
-            return f"{Discard.HOST_STALLED}: {c.message}"
-    return None
-
-
-def _add_serial_events(result: Any, events: Sequence[Any]) -> None:
-    """Add a serial device's events to the turn, on the capture timeline
-    (`fusion.serial_events_on_capture`), and save them next to the capture."""
-    if not events:
-        return
-    mapped = serial_events_on_capture(events, result.capture_s_of_host_us)
-    result.events = merged_events(result.events, mapped)
-    path = Path(result.paths.get("capture_wav", "")).with_name("serial_events.jsonl")
-    if path.parent.is_dir():
-        path.write_text("".join(json.dumps(ev, default=str) + "\n" for ev in mapped))
-        result.paths["serial_events_jsonl"] = path

@@ -90,7 +90,7 @@ PURE_ALLOWED = {
 
 
 def test_signal_and_the_records_are_pure():
-    """harness.signal, records, reasons and turnmetrics: numpy, scipy, maths and data
+    """harness.signal, records, reasons, turnmetrics and stalls: numpy, scipy, maths and data
     modules of the standard library, themselves. No files, sound devices, clocks, threads
     or processes."""
     pure = (
@@ -100,6 +100,7 @@ def test_signal_and_the_records_are_pure():
         "harness.turnmetrics",
         "harness.labeller",
         "harness.rigs.clock",
+        "harness.stalls",
     )
     bad = sorted(
         f"{m} imports {i}"

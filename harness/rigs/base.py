@@ -415,6 +415,10 @@ class AudioRig(Protocol):
     the dummy driver); a sound card's xrun drops or repeats audio, a sim dropout zeroes it.
     dry_path: the ear hears the DUT with no room in between (the loopback, a free-field sim),
     so a fading word end before a barge-in stop is not taken for a room ringing down.
+    dut_shares_process: the DUT runs inside the harness's process (the sim's in-process
+    reference agent), so a stall of that process may be the DUT's own (`harness.stalls`).
+    paced: the session runs in real time (False: a sim running faster than real time,
+    whose timings no host stall can change).
     """
 
     name: str
@@ -423,6 +427,8 @@ class AudioRig(Protocol):
     channels: ChannelMap
     timing_only_xruns: bool
     dry_path: bool
+    dut_shares_process: bool
+    paced: bool
 
     def open(self) -> AudioRig:
         """Acquire the audio path (start servers, open streams); returns self."""
@@ -450,11 +456,14 @@ class RigBase:
 
     name: the rig's name. sample_rate_hz: Hz. block_frames: the stream's period, frames.
     A backend whose xruns lose no samples, or whose ear has no room before it, says so
-    (`AudioRig.timing_only_xruns`, `AudioRig.dry_path`).
+    (`AudioRig.timing_only_xruns`, `AudioRig.dry_path`); one running its DUT in the
+    harness's process says so (`AudioRig.dut_shares_process`).
     """
 
     timing_only_xruns: bool = False
     dry_path: bool = False
+    dut_shares_process: bool = False
+    paced: bool = True
 
     def __init__(
         self,

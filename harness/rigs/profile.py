@@ -111,6 +111,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "min_speech_ms": Field(_NUM, 100.0, min=0, max=10000),
         "stop_after_ms": Field(_NUM, -1.0, min=-1, max=60000),
         "passthrough_delay_samples": Field(int, 0, min=0, max=480000),
+        "real_time": Field(bool, False),
     },
     "loopback": {
         "server": Field(str, ""),

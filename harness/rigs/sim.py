@@ -207,6 +207,18 @@ class SimRig(RigBase):
         self._buffers: StreamBuffers | None = None
         self._opened = False
 
+    @property
+    def paced(self) -> bool:  # type: ignore[override]
+        """The sim runs in real time unless its DUT says it need not (the scripted ones,
+        by default): only then can a host stall change what it measures."""
+        return bool(getattr(self.dut, "realtime", True))
+
+    @property
+    def dut_shares_process(self) -> bool:  # type: ignore[override]
+        """A real-time DUT the sim drives is in this process (the reference agent's
+        `AgentHost`, a real-time scripted DUT)."""
+        return self.dut is not None and self.paced
+
     # --- figures tests and calibration use --------------------------------------------------
 
     @property

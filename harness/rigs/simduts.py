@@ -50,7 +50,9 @@ class ScriptedDut:
     events: (name, DUT sample index) in order: "speech_end", "reply_start" (decided: the
     sample where the reply starts), "barge_in", "reply_stop", "reply_end"; "resumed" and
     "reply_cancelled" when the user went on before the reply started. The DUT's sample
-    clock counts pushed samples.
+    clock counts pushed samples. `real_time`: the sim paces it to the wall clock, as it
+    does a real DUT (then the host's stalls touch it as they would a real DUT in this
+    process); by default it runs as fast as the CPU allows.
     """
 
     realtime = False
@@ -67,8 +69,10 @@ class ScriptedDut:
         hangover_ms: float = 300.0,
         min_speech_ms: float = 100.0,
         stop_after_ms: float = -1.0,
+        real_time: bool = False,
     ) -> None:
         fs = sample_rate_hz
+        self.realtime = bool(real_time)
         self.sample_rate_hz = fs
         self.reply = np.asarray(reply, dtype=np.float32)
         self.trigger = trigger
@@ -247,6 +251,7 @@ def _scripted_from(profile: RigProfile) -> ScriptedDut:
         hangover_ms=sc["hangover_ms"],
         min_speech_ms=sc["min_speech_ms"],
         stop_after_ms=sc["stop_after_ms"],
+        real_time=sc["real_time"],
     )
 
 

@@ -4,7 +4,8 @@ Map:
     harness.signal      pure numpy/scipy: correlation, onset/segments, leakage removal, drift
     harness.audiofile   reading captures and stimuli with checks that name the file
     harness.analysis    capture (+ stimulus, + reply reference, + barge-in clip) -> TurnMetrics
-    harness.corpus      the utterance corpus: manifest, labels, validation
+    harness.corpus      the utterance corpus: manifest, labels (validation: corpus_check;
+                        relabelling and writing a manifest: corpus_write)
     harness.groundtruth synthetic turns with exactly known timing (tests, benchmarks, demo)
     harness.cli         the `tympan` command (one subcommand a module)
 """

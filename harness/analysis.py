@@ -14,6 +14,9 @@ Steps (docs/measurement.md explains each and why):
     how much audio still played after that;
  5. a number with its confidence, or a discard reason. A confident wrong number is the worst
     outcome, so every doubt becomes a discard.
+
+`measure_turn` runs the steps in order on one `harness.turnstate.TurnState`; they are this
+module's functions, but for the reply's onset (`harness.onset`).
 """
 
 from __future__ import annotations
@@ -29,34 +32,25 @@ __all__ = [
 
 import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from harness.bargein import ClipAt, blind_stop, locate_clip, reference_stop, residual_after
+from harness.bargein import blind_stop, locate_clip, residual_after
 from harness.errors import InputError
+from harness.onset import onset_blind, onset_by_reference
 from harness.reasons import Discard
-from harness.reply import (
-    ReplyAt,
-    blind_onset,
-    content_segment,
-    hears_mouth,
-    leakage_floor,
-    locate_reply,
-    noise_level,
-    rings_before,
-)
-from harness.signal.activity import Activity, Segment, detect_activity
+from harness.reply import blind_onset, content_segment, leakage_floor, noise_level
+from harness.signal.activity import Segment, detect_activity
 from harness.signal.align import StimulusAlignment, align_stimulus
 from harness.signal.correlate import locate
 from harness.signal.decay import ring_down
 from harness.signal.drift import correct_drift, fit_drift
-from harness.signal.leakage import LeakageFit, remove_leakage
+from harness.signal.leakage import remove_leakage
 from harness.signal.levels import clipped, reply_free_until
 from harness.signal.resample import first_sound, mono, resample
 from harness.turnmetrics import AnalysisOptions, TurnMetrics, shift_metrics
+from harness.turnstate import Refused, TurnState
 
 
 def analyze_capture(
@@ -78,85 +72,6 @@ def analyze_capture(
         capture, sample_rate_hz, stimulus, stimulus_rate_hz, _offset_s=offset_s, **kwargs
     )
     return shift_metrics(m, offset_s)
-
-
-class _Refused(Exception):
-    """A step's refusal: the turn is discarded for `reason` (with `detail` for people);
-    `fields` are what the refusing step still measured (its segments, an overlap)."""
-
-    def __init__(self, reason: Discard, detail: str, **fields: Any) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.message = f"{reason}: {detail}"
-        self.fields = fields
-
-
-@dataclass
-class _Turn:
-    """One turn on its way through the steps: the inputs, what each step found (the fields
-    of TurnMetrics it fills, by the same names), and the arrays the next steps work on."""
-
-    opt: AnalysisOptions
-    fs: int
-    offset_s: float
-    ref: np.ndarray
-    ear: np.ndarray
-    stim: np.ndarray
-    speech_end_in_stim_s: float
-    ref_channel: int
-    notes: list[str]
-    found: dict[str, Any] = field(default_factory=dict)
-    """TurnMetrics fields found so far, by name."""
-    # Set by the steps, in order:
-    stim_lag: float = 0.0
-    stim_first: int = 0
-    speech_end: float = 0.0
-    fit_lo: int = 0
-    fit_hi: int = 0
-    residual: np.ndarray | None = None
-    leak: LeakageFit | None = None
-    clip_at: ClipAt | None = None
-    profile: Callable[[np.ndarray], np.ndarray] | None = None
-    act: Activity | None = None
-    noise_spans: list[tuple[int, int]] = field(default_factory=list)
-    early: list[Segment] = field(default_factory=list)
-    reply_segs: list[Segment] = field(default_factory=list)
-    seg_power: float = 0.0
-    level_dbfs: float = 0.0
-
-    def at(self, sample: float) -> str:
-        """A capture sample as seconds on the caller's timeline (for messages)."""
-        return f"{sample / self.fs + self.offset_s:.3f} s"
-
-    def refused(self, message: str, fields: dict[str, Any]) -> TurnMetrics:
-        got = {"mode": "blind", "sample_rate_hz": self.fs, "notes": self.notes}
-        got.update(self.found)
-        got.update(fields)
-        return TurnMetrics(
-            ttfa_ms=None,
-            confidence=0.0,
-            speech_end_s=got.pop("speech_end_s", None),
-            reply_onset_s=got.pop("reply_onset_s", None),
-            reply_end_s=got.pop("reply_end_s", None),
-            segments=got.pop("segments", []),
-            gaps_ms=got.pop("gaps_ms", []),
-            discard=message,
-            **got,
-        )
-
-    def measured(self, onset: float, confidence: float) -> TurnMetrics:
-        got = {"mode": "blind", "sample_rate_hz": self.fs, "notes": self.notes}
-        got.update(self.found)
-        return TurnMetrics(
-            ttfa_ms=(onset - self.speech_end) / self.fs * 1000,
-            confidence=confidence,
-            speech_end_s=got.pop("speech_end_s"),
-            reply_onset_s=onset / self.fs,
-            reply_end_s=got.pop("reply_end_s", None),
-            segments=got.pop("segments", []),
-            gaps_ms=got.pop("gaps_ms", []),
-            discard=None,
-            **got,
-        )
 
 
 def measure_turn(
@@ -203,10 +118,10 @@ def measure_turn(
         _remove_mouth(t)
         _find_sound(t, barge_in, barge_in_rate_hz)
         if reply_reference is not None:
-            onset, confidence = _onset_by_reference(t, reply_reference, reply_reference_rate_hz)
+            onset, confidence = onset_by_reference(t, reply_reference, reply_reference_rate_hz)
         else:
-            onset, confidence = _onset_blind(t)
-    except _Refused as refusal:
+            onset, confidence = onset_blind(t)
+    except Refused as refusal:
         return t.refused(refusal.message, refusal.fields)
     _after_onset(t, onset)
     return t.measured(onset, confidence)
@@ -222,7 +137,7 @@ def _read_inputs(
     ear_channel: int,
     opt: AnalysisOptions,
     offset_s: float,
-) -> _Turn:
+) -> TurnState:
     """The capture's ref and ear, the stimulus at the capture's rate and its speech end;
     InputError for what cannot be analysed at all."""
     notes: list[str] = []
@@ -268,7 +183,7 @@ def _read_inputs(
         raise InputError(
             f"speech end {speech_end_s:.3f} s is outside the stimulus (0..{stim_dur:.3f} s)"
         )
-    return _Turn(
+    return TurnState(
         opt=opt,
         fs=fs,
         offset_s=offset_s,
@@ -281,7 +196,7 @@ def _read_inputs(
     )
 
 
-def _place_stimulus(t: _Turn, search_s: tuple[float, float] | None) -> None:
+def _place_stimulus(t: TurnState, search_s: tuple[float, float] | None) -> None:
     """Step 1: where the stimulus played in the ref, and where its speech end landed (and
     how much of it the ref lacks, when its copy is not the file's)."""
     fs, found = t.fs, t.found
@@ -292,7 +207,7 @@ def _place_stimulus(t: _Turn, search_s: tuple[float, float] | None) -> None:
     al = align_stimulus(t.ref, t.stim, fs, t.speech_end_in_stim_s * fs, t.stim_first, search=search)
     found["stimulus_confidence"] = al.confidence
     if not isinstance(al, StimulusAlignment):
-        raise _Refused(
+        raise Refused(
             Discard.LOW_CONFIDENCE,
             f"stimulus not found in ref channel {t.ref_channel} "
             f"(peak {al.peak:.2f}, sidelobe {al.sidelobe:.2f}; need a clear peak), nor the "
@@ -329,7 +244,7 @@ def _place_stimulus(t: _Turn, search_s: tuple[float, float] | None) -> None:
         t.notes.append("ref channel clips: alignment still valid, but turn the mouth level down")
 
 
-def _remove_mouth(t: _Turn) -> None:
+def _remove_mouth(t: TurnState) -> None:
     """Step 2: the ear's clock drift (from the mouth's leakage, when the ear hears the
     mouth) undone where that removes more of it, and the leakage removed (`t.residual`)."""
     fs, opt, ref = t.fs, t.opt, t.ref
@@ -375,7 +290,7 @@ def _remove_mouth(t: _Turn) -> None:
     t.found["leakage_reduction_db"] = leak.reduction_db
 
 
-def _find_sound(t: _Turn, barge_in: np.ndarray | None, barge_in_rate_hz: int | None) -> None:
+def _find_sound(t: TurnState, barge_in: np.ndarray | None, barge_in_rate_hz: int | None) -> None:
     """Step 3: the sound in the leakage-free ear: what is context (before the user's speech
     ended), what is the reply, the barge-in's blind stop, and the reply's level and SNR."""
     fs, opt, found, notes = t.fs, t.opt, t.found, t.notes
@@ -435,7 +350,7 @@ def _find_sound(t: _Turn, barge_in: np.ndarray | None, barge_in_rate_hz: int | N
         s for s in act.segments if s.start >= (early[0].start if early else speech_end)
     ]
     if reply_segs and clipped(t.ear[int(reply_segs[0].start) : int(reply_segs[-1].end)]):
-        raise _Refused(Discard.CLIPPED, "the ear channel clips during the reply; lower the gain")
+        raise Refused(Discard.CLIPPED, "the ear channel clips during the reply; lower the gain")
     if reply_segs:
         y = act.band
         t.seg_power = float(
@@ -454,7 +369,7 @@ def _find_sound(t: _Turn, barge_in: np.ndarray | None, barge_in_rate_hz: int | N
         )
 
 
-def _blind_barge_in(t: _Turn) -> None:
+def _blind_barge_in(t: TurnState) -> None:
     """Stop latency and residual audio from the ear's segments (or why not)."""
     assert t.act is not None and t.clip_at is not None and t.residual is not None
     act, opt, fs = t.act, t.opt, t.fs
@@ -494,127 +409,7 @@ def _blind_barge_in(t: _Turn) -> None:
         )
 
 
-def _onset_by_reference(
-    t: _Turn, reply_reference: np.ndarray, reply_reference_rate_hz: int | None
-) -> tuple[float, float]:
-    """Step 4, reply-reference mode: the DUT's own audio, found by correlation, decides.
-
-    Its evidence is the correlation peak, which holds up far below the SNR at which an
-    energy detector gives up, so the blind checks do not apply. The stop is where that
-    audio stops in the ear, when it can be pinned."""
-    fs, found, notes = t.fs, t.found, t.notes
-    assert t.residual is not None and t.act is not None
-    rr = mono(reply_reference)
-    rr_rate = reply_reference_rate_hz or fs
-    if rr_rate != fs:
-        rr = resample(rr, rr_rate, fs)
-        notes.append(f"reply reference resampled from {rr_rate} Hz to {fs} Hz")
-    # From the stimulus' start on: an agent that talks over the user starts before its end.
-    at = locate_reply(t.residual, rr, fs, t.fit_lo)
-    if not isinstance(at, ReplyAt):
-        raise _Refused(Discard.LOW_CONFIDENCE, at)
-    if at.drift_ppm is not None:
-        found["reply_drift_ppm"] = at.drift_ppm
-    onset = at.onset
-    found["mode"] = "reply-reference"
-    if t.clip_at is not None:
-        body = rr[first_sound(rr) :]
-        stop, note = reference_stop(
-            t.residual, body, onset, found.get("reply_drift_ppm"), t.clip_at, fs
-        )
-        if note:
-            # The ear's segments (with their own refusals) stand instead.
-            notes.append(f"{note}; the stop latency is the ear's segments'")
-        if stop is not None:
-            found["stop_latency_ms"] = (stop - t.clip_at.onset) / fs * 1000
-            found["residual_ms"] = residual_after(
-                t.act.segments, stop, t.clip_at, t.opt.min_response_s, fs
-            )
-            found["stop_refused"] = None
-    # Every blind segment still sounding at the located onset or after it is the reply's
-    # (the first one starts at the onset).
-    segs = [[s.start / fs, s.end / fs] for s in t.act.segments if s.end > onset]
-    if segs:
-        segs[0][0] = onset / fs
-    else:
-        segs.append([onset / fs, (onset + len(rr) - first_sound(rr)) / fs])
-    found["segments"] = segs
-    found["gaps_ms"] = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(segs)]
-    found["reply_end_s"] = segs[-1][1]
-    return onset, at.confidence
-
-
-def _onset_blind(t: _Turn) -> tuple[float, float]:
-    """Step 4, blind: the reply's first sound in the ear, refined in the noise, with the
-    confidence its SNR allows; refused when it is not clearly the agent's reply."""
-    fs, opt, found = t.fs, t.opt, t.found
-    assert t.act is not None and t.residual is not None
-    speech_end, early, reply_segs = t.speech_end, t.early, t.reply_segs
-    if early and (not opt.dry_path or hears_mouth(t.ear, t.ref, t.fit_lo, int(early[0].start), fs)):
-        # The ear's sound began before the user's speech ended. Where the ear hears only
-        # the DUT (dry_path: a loopback, a line) that sound is the agent talking over the
-        # user, timed below. Elsewhere it may be anything (a burst of noise, another
-        # talker, a fan coming on: a -500 ms "TTFA" at confidence 1 was seen), or the
-        # agent under what the leakage fit left of the user's voice: its overlap is
-        # measured, its onset is not reported as a TTFA.
-        s = early[0]
-        why = (
-            "the ear also hears the mouth, so its onset is not timed blind"
-            if opt.dry_path
-            else "whether it is the agent is not known from the ear alone (the ear may "
-            "hold other sound)"
-        )
-        raise _Refused(
-            Discard.EARLY_REPLY,
-            f"sound at the ear from {t.at(s.start)}, before "
-            f"the user's speech ended at {t.at(speech_end)}, lasting "
-            f"{(s.end - speech_end) / fs * 1000:.0f} ms past it (the agent talking over the "
-            f"user?); {why}: give the reply reference, or --dry-path when the ear is the "
-            "agent's output alone",
-            segments=[[s.start / fs, s.end / fs]],
-            overlap_ms=(speech_end - s.start) / fs * 1000,
-        )
-    floor = t.act.floor
-    if not reply_segs:
-        raise _Refused(
-            Discard.NO_REPLY,
-            f"no sound at the ear after the user's speech ended at "
-            f"{t.at(speech_end)} (noise floor {floor.level_db:.1f} dBFS)",
-        )
-    if t.level_dbfs < opt.too_quiet_dbfs:
-        raise _Refused(
-            Discard.TOO_QUIET,
-            f"reply level {t.level_dbfs:.1f} dBFS is below {opt.too_quiet_dbfs:.0f} dBFS",
-        )
-    snr_db = found["snr_db"]
-    if snr_db < opt.min_snr_db:
-        raise _Refused(
-            Discard.TOO_NOISY,
-            f"reply only {snr_db:.1f} dB above the noise floor (need {opt.min_snr_db:.0f} dB)",
-        )
-    onset_snr_db = snr_db
-    if t.profile is not None:
-        # Where the mouth's leakage has not rung down yet, its residue is noise too.
-        residue = float(t.profile(np.array([int(reply_segs[0].start)]))[0])
-        if residue > 0:
-            onset_snr_db = min(snr_db, 10 * math.log10(t.seg_power / residue))
-    y = t.act.band
-    ringing = rings_before(y, int(reply_segs[0].start), t.noise_spans, fs, floor.power)
-    onset, confidence = blind_onset(
-        t.residual, reply_segs, t.noise_spans, fs, onset_snr_db, y, ringing=ringing
-    )
-    found["segments"][0][0] = onset / fs  # one onset: the refined one
-    if confidence < opt.min_confidence:
-        raise _Refused(
-            Discard.LOW_CONFIDENCE,
-            f"reply onset at {t.at(onset)} is not sharp "
-            f"enough to time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
-            f"SNR {snr_db:.1f} dB)",
-        )
-    return onset, confidence
-
-
-def _after_onset(t: _Turn, onset: float) -> None:
+def _after_onset(t: TurnState, onset: float) -> None:
     """Step 5: what follows from the onset: an overlap with the user's speech, and where
     the answer itself starts after a filler."""
     fs, opt, found = t.fs, t.opt, t.found

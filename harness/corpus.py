@@ -1,4 +1,4 @@
-"""The utterance corpus: manifest, speech labels, look-ups and validation.
+"""The utterance corpus: the manifest read into `Utterance`s, their speech labels, look-ups.
 
 The corpus lives in ``audio_corpus/``: mono 16-bit PCM WAV files plus ``manifest.json``, which
 lists every file with its transcript, category, voice and labels. The labels (where speech starts
@@ -6,6 +6,10 @@ and ends, where the mid-sentence pauses are) are never typed by hand: `label_spe
 from the samples and ``scripts/label_corpus.py`` writes them into the manifest (``--check``
 verifies that the committed labels still match the code). ``audio_corpus/README.md`` documents
 the schema.
+
+Two rooms next door use this one's parsing: `harness.corpus_check` (``validate``: the manifest
+and every file it lists, audio opened) and `harness.corpus_write` (labels computed from the
+files, ``relabel_manifest``, ``write_manifest``, ``manifest_entry``).
 
 Times are seconds from the first sample of the file; sample rates are Hz; audio arrays are
 float mono, shape ``(n_samples,)``, full scale 1.0.
@@ -21,14 +25,13 @@ __all__ = [
     "Utterance",
     "label_speech",
     "labeller_settings",
-    "validate",
 ]
 
 import difflib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,7 @@ import numpy as np
 import soundfile as sf
 
 from harness.errors import CorpusError
-from harness.labeller import SpeechLabel, label_speech, labeller_settings, true_runs
+from harness.labeller import SpeechLabel, label_speech, labeller_settings
 
 CORPUS_DIR: Path = Path(__file__).resolve().parent.parent / "audio_corpus"
 """The repository's corpus folder (holds ``manifest.json`` and the WAV files)."""
@@ -54,14 +57,6 @@ SPEECH_CATEGORIES: frozenset[str] = frozenset(CATEGORIES) - {"noise"}
 
 LABEL_TOLERANCE_S = 0.001
 """A stored label may differ from the recomputed one by at most this much, s."""
-
-# Validation thresholds.
-CLIP_LEVEL = 0.999
-"""|sample| at or above this (full scale 1.0) counts as a clipped sample."""
-CLIP_RUN = 3
-"""This many consecutive clipped samples make a file clipped (one full-scale peak is not)."""
-SILENT_DBFS = -60.0
-"""A file whose peak is below this level, dBFS, is treated as silent."""
 
 _REQUIRED_FIELDS: tuple[str, ...] = (
     "id",
@@ -190,7 +185,7 @@ class Corpus:
         """Read a manifest (default: the committed ``audio_corpus/manifest.json``).
 
         Checks the manifest's structure (fields, types, ids, categories) but not the audio;
-        use `validate` for the full check.
+        use `harness.corpus_check.validate` for the full check.
 
         Raises:
             CorpusError: the manifest is missing, not JSON, or malformed; the message names
@@ -454,288 +449,3 @@ def _parse_entries(
             )
         )
     return utterances, problems
-
-
-# --------------------------------------------------------------------------------------------
-# Validation
-# --------------------------------------------------------------------------------------------
-
-
-def validate(manifest_path: Path | None = None) -> list[CorpusProblem]:
-    """Check a manifest and every file it lists; return the problems (empty when all is well).
-
-    Rejects: an unreadable or malformed manifest, missing or unknown fields, duplicate ids,
-    unknown categories, a missing or unreadable file, a file that is not mono 16-bit PCM, a
-    sample rate or duration other than the manifest's, content that changed since labelling
-    (SHA-256), clipping (`CLIP_RUN` consecutive samples at or above `CLIP_LEVEL`), a silent
-    file (peak below `SILENT_DBFS`), and labels outside the file or out of order
-    (``0 <= start < end <= duration``; pauses inside the speech). A ``pause`` entry must have a
-    labelled pause.
-    """
-    path = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
-    try:
-        doc = _read_manifest(path)
-    except CorpusError as exc:
-        return [CorpusProblem(_display(path), str(exc).split(": ", 1)[-1])]
-    utterances, problems = _parse_entries(doc, path)
-    for u in utterances:
-        problems.extend(_check_file(u))
-    return problems
-
-
-def _check_file(u: Utterance) -> list[CorpusProblem]:
-    """Audio-level checks of one parsed entry."""
-    who = _display(u.path)
-    problems: list[CorpusProblem] = []
-
-    def bad(message: str) -> None:
-        problems.append(CorpusProblem(who, message))
-
-    if not u.path.is_file():
-        bad(f"file not found (listed as '{u.id}' in the manifest)")
-        return problems
-    try:
-        info = sf.info(str(u.path))
-        data, rate = sf.read(str(u.path), dtype="float64", always_2d=True)
-    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
-        bad(f"cannot read audio: {exc}")
-        return problems
-    if info.format != "WAV" or info.subtype != "PCM_16":
-        bad(f"format {info.format}/{info.subtype}, the corpus holds WAV/PCM_16 files")
-    if data.shape[1] != 1:
-        bad(f"{data.shape[1]} channels, the corpus holds mono files")
-    if rate != u.sample_rate_hz:
-        bad(f"sample rate {rate} Hz, manifest says {u.sample_rate_hz} Hz")
-    n = data.shape[0]
-    duration = n / rate if rate else 0.0
-    if abs(duration - u.duration_s) > LABEL_TOLERANCE_S:
-        bad(f"duration {duration:.6f} s, manifest says {u.duration_s:.6f} s")
-    digest = _sha256_file(u.path)
-    if digest != u.sha256:
-        bad(
-            f"content changed since it was labelled (sha256 {digest[:12]}…, manifest says "
-            f"{u.sha256[:12]}…): run scripts/label_corpus.py"
-        )
-    x = data[:, 0] if n else np.zeros(0)
-    peak = float(np.max(np.abs(x))) if n else 0.0
-    if peak <= 0.0 or 20.0 * math.log10(peak) < SILENT_DBFS:
-        level = "all zeros" if peak <= 0.0 else f"peak {20.0 * math.log10(peak):.1f} dBFS"
-        bad(f"silent file ({level}, expected a peak above {SILENT_DBFS:.0f} dBFS)")
-    run = _longest_run(np.abs(x) >= CLIP_LEVEL) if n else 0
-    if run >= CLIP_RUN:
-        bad(
-            f"clipped: {run} consecutive samples at or above {CLIP_LEVEL} full scale "
-            f"(at most {CLIP_RUN - 1} allowed)"
-        )
-    if u.is_speech:
-        problems.extend(_check_labels(u, duration if rate == u.sample_rate_hz else u.duration_s))
-    return problems
-
-
-def _check_labels(u: Utterance, duration: float) -> list[CorpusProblem]:
-    """Label sanity of a speech entry against the file's real duration, seconds."""
-    who = _display(u.path)
-    start, end = u.speech_start_s, u.speech_end_s
-    assert start is not None and end is not None  # guaranteed by _parse_entries
-    problems: list[CorpusProblem] = []
-    if start < 0:
-        problems.append(CorpusProblem(who, f"speech_start_s {start} s is before the file's start"))
-    if end > duration + 1e-9:
-        problems.append(
-            CorpusProblem(who, f"speech_end_s {end} s is after the file's end ({duration:.6f} s)")
-        )
-    if start >= end:
-        problems.append(
-            CorpusProblem(who, f"speech_start_s {start} s is not before speech_end_s {end} s")
-        )
-    previous = start
-    for p_start, p_end in u.pauses_s:
-        if not previous <= p_start < p_end <= end:
-            problems.append(
-                CorpusProblem(
-                    who,
-                    f"pause [{p_start}, {p_end}] s is out of order or outside the speech "
-                    f"[{start}, {end}] s",
-                )
-            )
-        previous = p_end
-    if u.category == "pause" and not u.pauses_s:
-        problems.append(CorpusProblem(who, "a 'pause' entry needs at least one labelled pause"))
-    return problems
-
-
-def _longest_run(mask: np.ndarray) -> int:
-    """Length of the longest run of True in a 1-D boolean array."""
-    runs = true_runs(mask)
-    return max((b - a for a, b in runs), default=0)
-
-
-# --------------------------------------------------------------------------------------------
-# Labelling a manifest
-# --------------------------------------------------------------------------------------------
-
-
-def entry_labels(wav_path: Path, category: str) -> dict[str, Any]:
-    """The derived fields of one entry, computed from its file.
-
-    Returns a dict with ``duration_s``, ``sha256``, ``speech_start_s``, ``speech_end_s`` and
-    ``pauses_s`` (seconds rounded to the microsecond; labels None/empty for noise beds).
-
-    Raises:
-        CorpusError: the file cannot be read or is not mono.
-    """
-    try:
-        data, rate = sf.read(str(wav_path), dtype="float64", always_2d=True)
-    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
-        raise CorpusError(f"{_display(wav_path)}: cannot read audio: {exc}") from None
-    if data.shape[1] != 1:
-        raise CorpusError(f"{_display(wav_path)}: {data.shape[1]} channels, expected mono")
-    derived: dict[str, Any] = {
-        "duration_s": round(data.shape[0] / rate, 6),
-        "sha256": _sha256_file(wav_path),
-        "speech_start_s": None,
-        "speech_end_s": None,
-        "pauses_s": [],
-    }
-    if category in SPEECH_CATEGORIES:
-        try:
-            lab = label_speech(data[:, 0], rate)
-        except ValueError as exc:
-            raise CorpusError(f"{_display(wav_path)}: cannot label: {exc}") from None
-        derived["speech_start_s"] = round(lab.start_s, 6)
-        derived["speech_end_s"] = round(lab.end_s, 6)
-        derived["pauses_s"] = [[round(a, 6), round(b, 6)] for a, b in lab.pauses_s]
-    return derived
-
-
-def relabel_manifest(manifest_path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Recompute every entry's derived fields from its file.
-
-    Returns ``(new_manifest, differences)``: the manifest document with fresh labels (field
-    order normalised, ready for `write_manifest`) and one human-readable line per stored value
-    that differs from the recomputed one (labels by more than `LABEL_TOLERANCE_S`, hashes,
-    durations, the labeller settings). Entries may lack the derived fields (a fresh manifest);
-    those show up as differences.
-
-    Raises:
-        CorpusError: the manifest cannot be read, or a listed file cannot be read.
-    """
-    path = Path(manifest_path) if manifest_path is not None else MANIFEST_PATH
-    doc = _read_manifest(path)
-    base = path.resolve().parent
-    differences: list[str] = []
-    settings = labeller_settings()
-    if doc.get("labelled_with") != settings:
-        differences.append(
-            f"{_display(path)}: labelled_with {doc.get('labelled_with')!r}, the labeller now "
-            f"uses {settings!r}"
-        )
-    entries: list[dict[str, Any]] = []
-    for index, raw in enumerate(doc["utterances"]):
-        if not isinstance(raw, dict) or not isinstance(raw.get("file"), str):
-            raise CorpusError(f"{_display(path)}: entry {index} has no 'file'")
-        wav = base / raw["file"]
-        derived = entry_labels(wav, str(raw.get("category")))
-        differences.extend(f"{_display(wav)}: {d}" for d in _compare_derived(raw, derived))
-        entry = {k: raw.get(k) for k in _REQUIRED_FIELDS if k not in _DERIVED_FIELDS}
-        entry.update(derived)
-        entry.update({k: v for k, v in raw.items() if k not in _REQUIRED_FIELDS})
-        entries.append({k: entry[k] for k in _field_order(entry)})
-    new_doc = {
-        "schema_version": SCHEMA_VERSION,
-        "labelled_with": settings,
-        "utterances": entries,
-    }
-    return new_doc, differences
-
-
-def _field_order(entry: Mapping[str, Any]) -> list[str]:
-    """Manifest field order: the schema's, then anything unknown (kept so validate reports it)."""
-    return [k for k in _REQUIRED_FIELDS if k in entry] + [
-        k for k in entry if k not in _REQUIRED_FIELDS
-    ]
-
-
-def _compare_derived(stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[str]:
-    """Differences between stored and recomputed derived fields, one line each."""
-    out: list[str] = []
-    for key in ("speech_start_s", "speech_end_s", "duration_s"):
-        old, new = stored.get(key), fresh[key]
-        if key not in stored:
-            out.append(f"{key} missing, computed {new}")
-        elif (old is None) != (new is None) or (
-            new is not None and (not _is_number(old) or abs(float(old) - new) > LABEL_TOLERANCE_S)
-        ):
-            out.append(f"{key} is {old}, computed {new}")
-    if stored.get("sha256") != fresh["sha256"]:
-        out.append(f"sha256 is {stored.get('sha256')}, computed {fresh['sha256']}")
-    old_pauses = stored.get("pauses_s")
-    new_pauses = fresh["pauses_s"]
-    if not isinstance(old_pauses, list) or len(old_pauses) != len(new_pauses):
-        out.append(f"pauses_s is {old_pauses}, computed {new_pauses}")
-    else:
-        for old_p, new_p in zip(old_pauses, new_pauses, strict=True):
-            if not (
-                isinstance(old_p, list)
-                and len(old_p) == 2
-                and all(_is_number(t) for t in old_p)
-                and max(abs(float(a) - b) for a, b in zip(old_p, new_p, strict=True))
-                <= LABEL_TOLERANCE_S
-            ):
-                out.append(f"pause {old_p}, computed {new_p}")
-    return out
-
-
-def write_manifest(doc: Mapping[str, Any], manifest_path: Path) -> None:
-    """Write a manifest document as stable, diff-friendly JSON (one entry field per line)."""
-    text = json.dumps(doc, indent=2, ensure_ascii=False)
-    manifest_path.write_text(_compact_pairs(text) + "\n", encoding="utf-8")
-
-
-def _compact_pairs(text: str) -> str:
-    """Put each ``[a, b]`` number pair and each keyword list of `json.dumps` on one line."""
-    out: list[str] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line.rstrip().endswith("[") and not line.rstrip().endswith("[["):
-            # Collect a flat list (no nested brackets/braces) and join it onto one line.
-            j = i + 1
-            items: list[str] = []
-            while j < len(lines) and lines[j].strip() not in ("]", "],"):
-                stripped = lines[j].strip()
-                if stripped.endswith(("[", "{")):
-                    break
-                items.append(stripped.rstrip(","))
-                j += 1
-            if j < len(lines) and lines[j].strip() in ("]", "],"):
-                closing = lines[j].strip()[1:]
-                out.append(line.rstrip() + ", ".join(items) + "]" + closing)
-                i = j + 1
-                continue
-        out.append(line)
-        i += 1
-    return "\n".join(out)
-
-
-def manifest_entry(
-    *,
-    utterance_id: str,
-    file: str,
-    sample_rate_hz: int,
-    category: str,
-    voice: str | None,
-    transcript: str | None,
-    reply_keywords: Sequence[str],
-) -> dict[str, Any]:
-    """A manifest entry with only the hand-written fields; `relabel_manifest` adds the rest."""
-    return {
-        "id": utterance_id,
-        "file": file,
-        "sample_rate_hz": sample_rate_hz,
-        "category": category,
-        "voice": voice,
-        "transcript": transcript,
-        "reply_keywords": list(reply_keywords),
-    }

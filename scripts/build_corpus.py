@@ -7,7 +7,7 @@
 Every WAV comes from text through a deterministic speech synthesiser (piper with its noise
 scales at 0, single-threaded; espeak-ng with fixed speed and pitch) or, for the noise beds, from
 seeded numpy noise, so running it twice gives byte-identical files. After writing the WAVs it
-computes every label with `harness.corpus.relabel_manifest` (the same code as
+computes every label with `harness.corpus_write.relabel_manifest` (the same code as
 scripts/label_corpus.py) and validates the result.
 
 Per speech item: synthesise at the engine's rate (22050 Hz), trim to the labelled speech plus a
@@ -37,6 +37,7 @@ from scipy import signal
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from harness import corpus as hc
+from harness import corpus_check, corpus_write
 from harness.errors import CorpusError
 
 PEAK_DBFS = -3.0
@@ -443,7 +444,7 @@ def build(out_dir: Path, only: list[str] | None = None, *, quiet: bool = False) 
         "schema_version": hc.SCHEMA_VERSION,
         "labelled_with": hc.labeller_settings(),
         "utterances": [
-            hc.manifest_entry(
+            corpus_write.manifest_entry(
                 utterance_id=item.id,
                 file=item.file,
                 sample_rate_hz=item.rate,
@@ -458,15 +459,15 @@ def build(out_dir: Path, only: list[str] | None = None, *, quiet: bool = False) 
     }
     manifest_path.write_text(json.dumps(skeleton), encoding="utf-8")
     try:
-        doc, _ = hc.relabel_manifest(manifest_path)
+        doc, _ = corpus_write.relabel_manifest(manifest_path)
     except CorpusError as exc:
         print(f"build_corpus: {exc}", file=sys.stderr)
         return 1
-    hc.write_manifest(doc, manifest_path)
+    corpus_write.write_manifest(doc, manifest_path)
 
     by_id = {e["id"]: e for e in doc["utterances"]}
     problems = [p for item in present for p in design_problems(item, by_id[item.id])]
-    problems += [str(p) for p in hc.validate(manifest_path)]
+    problems += [str(p) for p in corpus_check.validate(manifest_path)]
     for line in problems:
         print(f"build_corpus: {line}", file=sys.stderr)
     if not quiet:

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from harness import corpus as hc
+from harness import corpus_write
 from harness.errors import CorpusError
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        doc, differences = hc.relabel_manifest(args.manifest)
+        doc, differences = corpus_write.relabel_manifest(args.manifest)
     except CorpusError as exc:
         print(f"label_corpus: {exc}", file=sys.stderr)
         return 2
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"ok: {len(doc['utterances'])} entries, labels match the audio")
         return 0
-    hc.write_manifest(doc, args.manifest)
+    corpus_write.write_manifest(doc, args.manifest)
     print(f"wrote {args.manifest} ({len(doc['utterances'])} entries, {len(differences)} changed)")
     return 0
 

@@ -1,4 +1,5 @@
-"""The committed corpus and the harness.corpus API: loading, look-ups, labels, validation."""
+"""The committed corpus and its API (harness.corpus, corpus_check, corpus_write): loading,
+look-ups, labels, validation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from harness import corpus as hc
+from harness import corpus_check, corpus_write
 from harness.errors import CorpusError, InputError
 from tests import corpus_helpers as helpers
 
@@ -30,11 +32,11 @@ def test_corpus_dir_is_the_repos_audio_corpus():
 
 
 def test_committed_corpus_validates():
-    assert [str(p) for p in hc.validate(hc.MANIFEST_PATH)] == []
+    assert [str(p) for p in corpus_check.validate(hc.MANIFEST_PATH)] == []
 
 
 def test_committed_labels_equal_recomputed_labels():
-    _, differences = hc.relabel_manifest(hc.MANIFEST_PATH)
+    _, differences = corpus_write.relabel_manifest(hc.MANIFEST_PATH)
     assert differences == []
 
 
@@ -163,7 +165,7 @@ def test_load_malformed_json_names_the_position(tmp_path):
     path.write_text('{"schema_version": 1,\n "utterances": [,]}')
     with pytest.raises(CorpusError, match=r"manifest\.json: not valid JSON at line 2 column 17"):
         hc.Corpus.load(path)
-    [problem] = hc.validate(path)
+    [problem] = corpus_check.validate(path)
     assert problem.file.endswith("manifest.json") and "line 2 column 17" in problem.problem
 
 
@@ -181,14 +183,14 @@ def test_load_rejects_a_malformed_entry(tmp_path):
 
 def test_good_temporary_corpus_validates(tmp_path):
     path = helpers.good_corpus(tmp_path)
-    assert hc.validate(path) == []
+    assert corpus_check.validate(path) == []
     assert len(hc.Corpus.load(path)) == 2
 
 
 @pytest.mark.parametrize("defect", sorted(helpers.DEFECTS))
 def test_each_defect_is_reported_once(tmp_path, defect):
     path, file_name, phrase = helpers.DEFECTS[defect](tmp_path)
-    problems = hc.validate(path)
+    problems = corpus_check.validate(path)
     assert len(problems) == 1, problems
     assert problems[0].file.endswith(file_name)
     assert phrase in problems[0].problem
@@ -202,7 +204,7 @@ def _one_entry(tmp_path, mutate=None, *, x=None, subtype="PCM_16", **entry_args)
     e = helpers.entry(tmp_path, "x", "x.wav", 48_000, **entry_args)
     if mutate:
         mutate(e)
-    return hc.validate(helpers.write_manifest(tmp_path, [e]))
+    return corpus_check.validate(helpers.write_manifest(tmp_path, [e]))
 
 
 def test_float_wav_is_rejected(tmp_path):
@@ -252,11 +254,11 @@ def test_unknown_field_is_rejected(tmp_path):
 
 def test_relabel_fills_in_and_check_detects_stale_labels(tmp_path):
     path = helpers.good_corpus(tmp_path)
-    doc, differences = hc.relabel_manifest(path)
+    doc, differences = corpus_write.relabel_manifest(path)
     assert differences == []  # the helper's labels are the burst's exact edges
     doc["utterances"][0]["speech_end_s"] += 0.002
-    hc.write_manifest(doc, path)
-    _, differences = hc.relabel_manifest(path)
+    corpus_write.write_manifest(doc, path)
+    _, differences = corpus_write.relabel_manifest(path)
     assert len(differences) == 1 and "speech_end_s" in differences[0]
     assert differences[0].startswith(str(tmp_path / "a.wav"))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import corpus as hc
+from harness import corpus_check
 
 REPO = Path(__file__).resolve().parent.parent
 ITEMS = ("sq01_time", "bi03_hold_on")  # piper/en_US-joe-medium, espeak-ng/en-gb+f3
@@ -54,7 +55,7 @@ def test_build_is_deterministic(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
     built = hc.Corpus.load(tmp_path / "a" / "manifest.json")
-    assert hc.validate(built.manifest_path) == []
+    assert corpus_check.validate(built.manifest_path) == []
     assert {u.voice for u in built} == {"piper/en_US-joe-medium", "espeak-ng/en-gb+f3"}
     committed = hc.Corpus.load()
     for u in built:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import corpus as hc
+from harness import corpus_check, corpus_write
 from tests import corpus_helpers as helpers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,5 +99,5 @@ def test_label_corpus_check(tmp_path):
         [sys.executable, script, "--manifest", str(manifest)], capture_output=True, text=True
     )
     assert fixed.returncode == 0, fixed.stderr
-    assert hc.relabel_manifest(manifest)[1] == []
-    assert hc.validate(manifest) == []
+    assert corpus_write.relabel_manifest(manifest)[1] == []
+    assert corpus_check.validate(manifest) == []

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from harness import corpus as hc
+from harness import corpus_check
 from harness.errors import CorpusError
 
 _TRANSCRIPT_WIDTH = 48
@@ -117,7 +118,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     """``tympan corpus validate``: "ok: N entries" and 0, or each problem on stderr and 2."""
     manifest = args.manifest if args.manifest is not None else hc.MANIFEST_PATH
-    problems = hc.validate(manifest)
+    problems = corpus_check.validate(manifest)
     if problems:
         for problem in problems:
             print(str(problem), file=sys.stderr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -278,6 +279,13 @@ class Speaker(Stage):
                 continue
             if a.fault == "blocking-call":
                 audio = tts.synthesize(text)  # the mistake: the event loop stops meanwhile
+            elif a.fault == "gil-holding-call":
+                began = time.perf_counter()
+                audio = await a._in_thread("tts", tts.synthesize, text)
+                # the mistake: C code on the loop that never lets go of the GIL (a text
+                # normaliser, a badly wrapped library) for as long as the synthesis took:
+                # every thread of the process, its watchdog's probe too, waits meanwhile
+                hold_the_gil_for(max(GIL_HOLD_MIN_S, time.perf_counter() - began))
             else:
                 audio = await a._in_thread("tts", tts.synthesize, text)
             if a._cancelled(item.turn):
@@ -342,3 +350,20 @@ class Player(Stage):
                 out.write(item.turn, piece, first=first and k == 0)
                 self.left -= len(piece)
             self.left = 0
+
+
+GIL_HOLD_MIN_S = 0.2
+"""The `gil-holding-call` fault holds the GIL at least this long per clause (a blocking TTS
+call on a quiet 2-core host takes 200-230 ms)."""
+
+_SUM_S_PER_ITEM: list[float] = []
+
+
+def hold_the_gil_for(seconds: float) -> None:
+    """Hold the GIL for about `seconds` in one C call (`sum` over a range never releases
+    it, and the interpreter cannot switch threads inside it); calibrated on first use."""
+    if not _SUM_S_PER_ITEM:
+        began = time.perf_counter()
+        sum(range(200_000))
+        _SUM_S_PER_ITEM.append(max(1e-9, (time.perf_counter() - began) / 200_000))
+    sum(range(int(seconds / _SUM_S_PER_ITEM[0])))

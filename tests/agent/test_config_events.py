@@ -101,5 +101,6 @@ def test_every_fault_has_a_description():
         "no-cancel",
         "stale-audio",
         "blocking-call",
+        "gil-holding-call",
         "unbounded-queue",
     }

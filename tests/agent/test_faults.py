@@ -98,6 +98,18 @@ def test_blocking_call_stalls_the_event_loop(oracle_engines):
     ]
 
 
+def test_a_gil_holding_call_looks_like_the_host_to_the_agent_itself(oracle_engines):
+    """The agent's own watchdog cannot tell its GIL-holding call from a starved host (its
+    probe thread waits for the GIL too): its `starved_ms` says "the host" for a lag that
+    is its own, which is why tympan judges lags with its own probe only."""
+    speech, cfg = question()
+    run = converse(cfg.replace(fault="gil-holding-call"), oracle_engines, speech)
+    stalls = [(e.get("lag_ms"), e.get("starved_ms")) for e in run.of("loop_stall")]
+    assert stalls and max(lag for lag, _ in stalls) >= 150, stalls
+    worst = max(stalls)
+    assert worst[1] >= 0.7 * worst[0], stalls  # the device would excuse itself
+
+
 def test_a_starved_process_is_not_a_blocking_call(oracle_engines):
     """Another thread holding the GIL in C code (as the harness's numpy can, in process)
     holds the clean agent's loop up too: the probe thread is held up as long, so the lag

@@ -3,16 +3,21 @@ agent makes the conformance suite fail, naming the broken contract, with a non-z
 the clean agent passes; a clean run against a clean run shows no regression, and the
 deliberately slowed agent (serialized-llm) is flagged as one, with by how much and how sure.
 
-Each run is a real `tympan run` on the sim rig with the reference agent's real engines,
-limited to the suite tests that detect the fault to keep CI fast; the full suite runs clean
-on the loopback rig elsewhere in `make test`. The three runs that are compared (the clean
-baseline, the clean rerun and serialized-llm) go one after the other, each beside two short
-fault runs (`PHASES`), so they share the machine alike; two compared runs side by side
-starved each other (host stalls of 0.8-1.4 s, turns discarded, too few left for a verdict).
+Each run is a real `tympan run` with the reference agent's real engines. The clean runs
+play the whole conformance suite (every contract, the budgets included; a few turns of each
+behaviour); a fault run plays the suite tests that detect its fault, to keep CI fast. The
+three runs that are compared (the clean baseline, the clean rerun and serialized-llm) go one
+after the other, each beside two short fault runs (`PHASES`), so they share the machine
+alike; two compared runs side by side starved each other (host stalls of 0.8-1.4 s, turns
+discarded, too few left for a verdict). The GIL-holding call (a C call on the agent's loop
+that every thread of its process waits for, the agent's own watchdog included) is played
+on the sim rig, where the agent shares the harness's process, and on the JACK loopback,
+where it does not, each once beside the other runs and once beside a CPU hog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -29,14 +34,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 STREAMING = "test_01_streaming"
 BARGE_IN = "test_02_barge_in and 500ms"
-# two long questions, one barge-in and five short questions (a baseline verdict needs five
-# turns; long replies show serialisation most)
-CLEAN = f"{STREAMING} or ({BARGE_IN}) or test_03_questions"
+# The whole suite at --limit 2: two long questions, three barge-ins, two short questions,
+# two pause traps, the budgets and turn-taking rates: nine turns (a baseline verdict needs
+# five; long replies show serialisation most).
+CLEAN = "test_"
+CLEAN_LIMIT = 2
 
 FAULTS = {
     "token-tts": (STREAMING, "[chunking] no chunk below the minimum"),
     "unbounded-queue": (STREAMING, "[chunking] TTS queue bounded (back-pressure)"),
     "blocking-call": (STREAMING, "[chunking] no event-loop stall"),
+    "gil-holding-call": (STREAMING, "[chunking] no event-loop stall"),
     "partial-to-llm": (STREAMING, "[turn-taking] LLM waits for the end of utterance"),
     "no-cancel": (BARGE_IN, "[cancellation] device cancels LLM and TTS"),
     "stale-audio": (BARGE_IN, "[cancellation] reply stops on barge-in"),
@@ -44,11 +52,26 @@ FAULTS = {
 """Fault -> (selection, the contract and rule its failure names). serialized-llm is checked
 with the baseline below."""
 
+GIL_RUNS = {
+    "gil-loopback": ("loopback", False),
+    "gil-sim-hog": ("sim", True),
+    "gil-loopback-hog": ("loopback", True),
+}
+"""The GIL-holding call's other runs (its plain sim run is in `FAULTS`): name -> (rig,
+beside a CPU hog)."""
+
+HOG = "while True:\n    pass\n"
+
 
 def tympan_run(
-    out: Path, dut: str, selection: str, limit: int = 1, baseline: Path | None = None
+    out: Path,
+    dut: str,
+    selection: str,
+    limit: int = 1,
+    baseline: Path | None = None,
+    rig: str = "sim",
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "harness.cli", "run", "--rig", "sim", "--dut", dut]
+    cmd = [sys.executable, "-m", "harness.cli", "run", "--rig", rig, "--dut", dut]
     cmd += ["--out", str(out), "--limit", str(limit)]
     if baseline is not None:
         cmd += ["--baseline", str(baseline)]
@@ -95,19 +118,32 @@ class Matrix:
 
 
 PHASES = (
-    ("clean", ("token-tts", "unbounded-queue")),
+    ("clean", ("token-tts", "unbounded-queue", "gil-loopback")),
     ("rerun", ("blocking-call", "no-cancel")),
-    ("slow", ("partial-to-llm", "stale-audio")),
+    ("slow", ("partial-to-llm", "stale-audio", "gil-holding-call")),
 )
-"""Each compared run (8 turns, ~90 s) with the fault runs (1-2 turns, 20-65 s each) that
-play one after the other beside it; a phase ends when all its runs have."""
+"""Each compared run (9 turns, ~100 s) with the fault runs (1-2 turns, 20-65 s each) that
+play one after the other beside it; a phase ends when all its runs have. The GIL runs
+beside a CPU hog play last, two at a time."""
+
+
+@contextlib.contextmanager
+def cpu_hog():
+    """A process that keeps one core busy for as long as the block runs (stopped by PID)."""
+    hog = subprocess.Popen([sys.executable, "-c", HOG])
+    try:
+        yield hog
+    finally:
+        hog.kill()
+        hog.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
     """All the runs, in `PHASES`: the clean baseline, then the clean rerun, then
     serialized-llm (both against the baseline), each beside two fault runs."""
-    outs = {name: tmp_path_factory.mktemp(name) for name in ("clean", "rerun", "slow", *FAULTS)}
+    names = ("clean", "rerun", "slow", *FAULTS, *GIL_RUNS)
+    outs = {name: tmp_path_factory.mktemp(name) for name in names}
     baseline = outs["clean"] / "results.json"
     compared = {
         "clean": ("reference", None),
@@ -115,22 +151,31 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Matrix:
         "slow": ("reference:fault=serialized-llm", baseline),
     }
 
+    def fault_run(n: str) -> subprocess.CompletedProcess[str]:
+        if n in GIL_RUNS:
+            rig = GIL_RUNS[n][0]
+            return tympan_run(outs[n], "reference:fault=gil-holding-call", STREAMING, rig=rig)
+        return tympan_run(outs[n], f"reference:fault={n}", FAULTS[n][0])
+
     def faults(names: tuple[str, ...]) -> dict[str, subprocess.CompletedProcess[str]]:
-        return {n: tympan_run(outs[n], f"reference:fault={n}", FAULTS[n][0]) for n in names}
+        return {n: fault_run(n) for n in names}
 
     done: dict[str, subprocess.CompletedProcess[str]] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         for name, beside in PHASES:
             dut, against = compared[name]
-            run = pool.submit(tympan_run, outs[name], dut, CLEAN, 5, against)
+            run = pool.submit(tympan_run, outs[name], dut, CLEAN, CLEAN_LIMIT, against)
             side = pool.submit(faults, beside)
             done[name] = run.result()
             done |= side.result()
+        hogged = [n for n, (_, hog) in GIL_RUNS.items() if hog]
+        with cpu_hog():
+            done |= dict(zip(hogged, pool.map(fault_run, hogged), strict=True))
     return Matrix(
         clean=(outs["clean"], done["clean"]),
         rerun=(outs["rerun"], done["rerun"]),
         slow=(outs["slow"], done["slow"]),
-        faults={name: (outs[name], done[name]) for name in FAULTS},
+        faults={name: (outs[name], done[name]) for name in (*FAULTS, *GIL_RUNS)},
     )
 
 
@@ -161,9 +206,32 @@ def test_serialized_llm_breaks_chunking_and_is_a_regression(matrix):
     assert "REGRESSIONS against" in slow.stdout
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
+def test_the_clean_runs_cover_every_contract(matrix):
+    """The clean runs' "every contract held" covers every rule of the suite: each check
+    that applies to a turn of the loopback's full suite applied to a turn here too."""
+    out, _ = matrix.clean
+    results = json.loads((out / "results.json").read_text())
+    applied = {c["id"] for t in results["turns"] for c in t["checks"]}
+    for rule in (
+        "turn-taking.a_reply_is_heard",
+        "turn-taking.no_reply_inside_a_mid_sentence_pause",
+        "chunking.no_event_loop_stall",
+        "chunking.tts_queue_bounded_back_pressure",
+        "cancellation.reply_stops_on_barge_in",
+        "cancellation.the_barge_in_is_answered",
+        "cancellation.a_stop_request_is_met_with_silence",
+    ):
+        assert rule in applied, sorted(applied)
+    categories = {t["category"] for t in results["turns"]}
+    assert {"long_question", "short_question", "pause"} <= categories, categories
+    assert results["summary"]["ttfa_ms"]["budget"], results["summary"]["ttfa_ms"]
+    offsets = {t.get("barge_in_offset_ms") for t in results["turns"]} - {None}
+    assert offsets == {200.0, 500.0, 1000.0}, offsets
+
+
+@pytest.mark.parametrize("fault", [*FAULTS, *GIL_RUNS])
 def test_each_fault_breaks_its_contract(matrix, fault):
-    _, contract = FAULTS[fault]
+    _, contract = FAULTS.get(fault) or FAULTS["gil-holding-call"]
     out, done = matrix.faults[fault]
     assert done.returncode == 1, output(done)
     # pytest's failure names the contract and the rule; the turn's record keeps it too

@@ -17,7 +17,10 @@ setup:
 # starts jackd itself), results and report in out/run. DEMO_ARGS go to `tympan run`.
 demo: setup
 	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
-	@$(TEST_ENV) $(VENV)/bin/tympan run --out out/run $(DEMO_ARGS)
+	@# exit 3 is "every contract held on what could be judged" (too few turns for a p95, a
+	@# host that could not measure): tympan says which; make fails on 1 (failed) and 2
+	@$(TEST_ENV) $(VENV)/bin/tympan run --out out/run $(DEMO_ARGS); status=$$?; \
+		[ $$status -eq 0 ] || [ $$status -eq 3 ] || exit $$status
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -566,7 +566,9 @@ def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRule
 
 
 def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> Check:
-    """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out)."""
+    """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out).
+    A budget that holds on fewer turns than its percentile needs (`records.TURNS_NEEDED`)
+    is not judged: the check passes, `applicable` False, its message starts "not judged:"."""
     result = evaluate(budget, [s.value for s in samples])
     kept = sorted((s for s in samples if s.value is not None), key=lambda s: -float(s.value or 0))
     skipped = len(samples) - result.n
@@ -586,6 +588,15 @@ def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> C
     )
     if skipped:
         msg += f"; {skipped} turn(s) discarded"
+    if not result.judged:
+        return Check(
+            "budget",
+            str(budget),
+            True,
+            f"not judged: {budget.metric} {budget.percentile} from {result.n} turn(s), "
+            f"{result.needed} needed to judge a {budget.percentile} (use --repeat); {msg}",
+            applicable=False,
+        )
     if not result.passed:
         msg += "; worst: " + ", ".join(
             f"{s.turn} {float(s.value or 0):.0f}" + (f" ({s.evidence})" if s.evidence else "")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.records import PERCENTILES, percentile
+from harness.records import PERCENTILES, TURNS_NEEDED, percentile
 
 DEFAULT_BUDGETS_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "budgets.toml"
 """The shipped defaults (a source checkout's fixtures folder)."""
@@ -130,6 +130,17 @@ class BudgetResult:
     def passed(self) -> bool:
         """True when the value is within the limit; no values is not a pass."""
         return self.value is not None and self.value <= self.budget.limit
+
+    @property
+    def needed(self) -> int:
+        """Turns the budget's percentile needs to be judged (`records.TURNS_NEEDED`)."""
+        return TURNS_NEEDED[self.budget.percentile]
+
+    @property
+    def judged(self) -> bool:
+        """False when the budget held on fewer turns than its percentile needs: it was not
+        shown to hold (a budget the turns already break is judged: it failed)."""
+        return not self.passed or self.n >= self.needed
 
 
 def evaluate(budget: Budget, values: Iterable[float | None]) -> BudgetResult:

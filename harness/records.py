@@ -27,6 +27,12 @@ VERDICTS = ("passed", "failed", "discarded", "error")
 PERCENTILES: dict[str, float] = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
 """Percentiles the summary reports and budgets may name (numpy's "linear" method)."""
 
+TURNS_NEEDED: dict[str, int] = {"p50": 2, "p90": 10, "p95": 20, "p99": 100, "max": 1}
+"""How many measured turns a percentile needs before a budget on it is judged: enough that
+at least one turn lies beyond it (100 / (100 - p), rounded up). Fewer, and a p95 is the
+top of a handful of turns, not the tail of the agent's latency: a budget that holds on them
+is "not judged"; one they already break fails."""
+
 CORE_METRICS = ("ttfa_ms", "stop_latency_ms", "residual_ms", "max_gap_ms")
 """Metrics measured from the audio; the telemetry stages (stages_ms keys) follow them."""
 

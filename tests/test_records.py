@@ -8,7 +8,15 @@ import pytest
 
 from harness.assertions import check_budget
 from harness.budgets import Budget, Budgets
-from harness.records import Check, TurnRecord, check_id, metric_values, percentile, samples
+from harness.records import (
+    TURNS_NEEDED,
+    Check,
+    TurnRecord,
+    check_id,
+    metric_values,
+    percentile,
+    samples,
+)
 from harness.report.results import summarize
 
 
@@ -81,9 +89,11 @@ def test_budget_verdicts_of_the_pytest_run_and_the_summary_agree():
         got = percentile([s.value for s in per_metric[budget.metric]], budget.percentile)
         assert got == pytest.approx(row[budget.percentile]), budget
         assert f"{row['discarded']} turn(s) discarded" in check.message
-        verdicts.setdefault(budget.metric, []).append(check.passed)
-    for metric, passed in verdicts.items():
-        assert all(passed) == summary[metric]["passed"], metric
+        # held on fewer turns than the percentile needs: not judged, in both
+        verdicts.setdefault(budget.metric, []).append(check.passed if check.applicable else None)
+    for metric, seen in verdicts.items():
+        expected = False if False in seen else None if None in seen else True
+        assert expected == summary[metric]["passed"], (metric, seen, summary[metric])
     # what each verdict is made of: the stalled turn's 2900 ms is in neither
     assert summary["ttfa_ms"]["n"] == 4 and summary["ttfa_ms"]["max"] == 1400.0
     assert not check_budget(BUDGETS.latency[1], per_metric["ttfa_ms"]).passed  # p95 1355
@@ -113,3 +123,29 @@ def test_a_check_has_a_stable_id_and_round_trips_through_json():
     assert Check.from_dict(d) == c
     with pytest.raises(ValueError, match=r"unknown percentile 'p42'"):
         percentile([1.0], "p42")
+
+
+def test_a_budget_held_on_too_few_turns_is_not_judged():
+    """A p95 needs 20 turns, a p99 100: on fewer, a budget that holds is "not judged" (in
+    the pytest check and in results.json alike); one the turns already break fails."""
+
+    def turns(n, ms):
+        return [_record(f"t{i}", ms + i) for i in range(n)]
+
+    p95 = Budget("ttfa_ms", "p95", 1500.0)
+    few = turns(9, 600.0)
+    check = check_budget(p95, samples(few)["ttfa_ms"])
+    assert check.passed and not check.applicable
+    assert check.message.startswith("not judged: ttfa_ms p95 from 9 turn(s), 20 needed")
+    row = summarize(few, {"ttfa_ms": {"p50": 1000.0, "p95": 1500.0}})["ttfa_ms"]
+    assert row["passed"] is None and row["not_judged"] == ["p95: 9 turn(s), 20 needed"]
+    # enough turns: judged
+    many = turns(20, 600.0)
+    assert check_budget(p95, samples(many)["ttfa_ms"]).applicable
+    assert summarize(many, {"ttfa_ms": {"p95": 1500.0}})["ttfa_ms"]["passed"] is True
+    # already broken on few turns: a failure, not "not judged"
+    slow = turns(3, 1600.0)
+    broken = check_budget(p95, samples(slow)["ttfa_ms"])
+    assert not broken.passed and broken.applicable
+    assert summarize(slow, {"ttfa_ms": {"p95": 1500.0}})["ttfa_ms"]["passed"] is False
+    assert [TURNS_NEEDED[p] for p in ("p50", "p90", "p95", "p99", "max")] == [2, 10, 20, 100, 1]

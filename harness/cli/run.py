@@ -10,8 +10,9 @@ if every check of every turn held, every budget held and (with --baseline) nothi
 regressed; 1 when a contract, budget or baseline failed; 3 when every contract held but
 something could not be judged: some turn could not be measured on this host (only
 `[infrastructure]` checks failed: the host stalled through every attempt, the capture fell
-behind the wall clock, a sound card lost audio), or (with --baseline) a metric had too few
-turns to compare ("not compared: ..."); 2 for bad input.
+behind the wall clock, a sound card lost audio), a budget held on fewer turns than its
+percentile needs (a p95 needs 20, a p99 100: "not judged"), or (with --baseline) a metric
+had too few turns to compare ("not compared: ..."); 2 for bad input.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def _fresh_out(out: Path, baseline: Path | None) -> Path | None:
 
 INFRASTRUCTURE_ONLY = 3
 """Exit status when every contract held but something could not be judged: some turns could
-not be measured on this host, or the baseline comparison had too few turns of a metric."""
+not be measured on this host, a budget had too few turns for its percentile, or the
+baseline comparison had too few turns of a metric."""
 
 
 def _failed_checks(results: dict, *, infrastructure: bool = False) -> list[str]:
@@ -206,6 +208,19 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"  {line}")
         if code == 0:
             code = INFRASTRUCTURE_ONLY
+    thin = [
+        f"{metric} {line}"
+        for metric, row in (results.get("summary") or {}).items()
+        for line in row.get("not_judged") or []
+    ]
+    if thin:
+        print(
+            f"tympan run: {len(thin)} budget(s) held on too few turns to be judged (use --repeat):"
+        )
+        for line in thin[:20]:
+            print(f"  {line}")
+        if code == 0:
+            code = INFRASTRUCTURE_ONLY
     unjudged = results.get("not_compared") or []
     if unjudged:
         print(
@@ -219,7 +234,15 @@ def run_command(args: argparse.Namespace) -> int:
     report = out / "report.html"
     if report.is_file():
         print(f"tympan run: report {report}")
-    not_judged = "NOT MEASURED on this host" if unmeasured else "NOT COMPARED with the baseline"
+    not_judged = "; ".join(
+        why
+        for why, seen in (
+            ("NOT MEASURED on this host", unmeasured),
+            ("budgets NOT JUDGED on too few turns", thin),
+            ("NOT COMPARED with the baseline", unjudged),
+        )
+        if seen
+    )
     verdict = {0: "every check held", INFRASTRUCTURE_ONLY: "every contract held on what"
                f" could be judged; {not_judged}"}.get(code, "FAILED")  # fmt: skip
     print(f"tympan run: {verdict} (exit {code})")

@@ -32,6 +32,8 @@ def test_latency_budget(tympan_session, budgets, metric, percentile):
     if not limits:
         pytest.skip(f"{budgets.source} has no {metric} {percentile} budget")
     check = check_budget(limits[0], samples)
+    if not check.applicable:  # held on too few turns: said, not passed
+        pytest.skip(check.message)
     if not check.passed:
         raise ContractError(f"[budget] {check.message}")
 

@@ -192,6 +192,9 @@ def _summary_table(summary: Mapping[str, Mapping]) -> str:
             verdict = '<span class="pass">PASS</span>'
         elif passed is False:
             verdict = '<span class="fail">FAIL</span>'
+        elif row.get("not_judged"):
+            thin = "; ".join(row["not_judged"])
+            verdict = f'<span class="na" title="{_e(thin)}">not judged</span>'
         else:
             verdict = '<span class="na">n/a</span>' if limits else ""
         cells = "".join(f"<td>{_fmt_ms(row.get(c))}</td>" for c in cols)

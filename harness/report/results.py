@@ -36,6 +36,7 @@ from harness.records import (
     CONTRACTS,
     CORE_METRICS,
     PERCENTILES,
+    TURNS_NEEDED,
     VERDICTS,
     Check,
     TurnRecord,
@@ -59,8 +60,9 @@ __all__ = [
     "summarize",
 ]
 
-SCHEMA_VERSION = 1
-"""Version of results.json / results.jsonl (docs/results.md)."""
+SCHEMA_VERSION = 2
+"""Version of results.json / results.jsonl (docs/results.md). 2: a summary row's `passed` is
+null, with `not_judged`, when its budget held on fewer turns than the percentile needs."""
 
 EVIDENCE_KEYS = ("capture_wav", "metrics_json", "timeline_png", "events_jsonl")
 
@@ -76,7 +78,9 @@ def summarize(
     `budgets`: metric -> {"p50"/"p90"/"p95"/"p99"/"max": limit}. Returns metric ->
     {"n", "discarded", "p50", "p90", "p95", "p99", "max", "budget", "passed"}: n counts the
     values used, discarded the turns left out; `passed` is True/False when the metric has a
-    budget and at least one value, None otherwise (no budget, or nothing measured).
+    budget and at least one value, None otherwise (no budget, or nothing measured), and
+    None with "not_judged" (["p95: 9 turn(s), 20 needed"]) when every limit held but one
+    had fewer turns than its percentile needs (`records.TURNS_NEEDED`).
     Percentiles use numpy's "linear" method. A budgeted metric no turn measured still
     appears (n 0), so a missing measurement is visible rather than silently passing.
     """
@@ -103,8 +107,14 @@ def summarize(
             row[name] = percentile(vals, name)
         limits = {k: float(v) for k, v in (budgets.get(metric) or {}).items()}
         row["budget"] = limits
+        thin = [p for p in limits if len(vals) < TURNS_NEEDED[p]]
         if limits and vals:
             row["passed"] = all(row[p] <= lim for p, lim in limits.items())
+            if row["passed"] and thin:
+                row["passed"] = None  # held, on too few turns to say so
+                row["not_judged"] = [
+                    f"{p}: {len(vals)} turn(s), {TURNS_NEEDED[p]} needed" for p in thin
+                ]
         else:
             row["passed"] = None
         summary[metric] = clean_json(row)  # type: ignore[assignment]

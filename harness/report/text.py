@@ -25,7 +25,8 @@ def format_summary_table(summary: Mapping[str, Mapping]) -> str:
     """A fixed-width table: metric, n, discarded, p50, p95, p99, max (ms), budget, result.
 
     `summary` is results.json "summary" (`harness.report.results.summarize`). Result is
-    PASS / FAIL against the budget, "n/a" for a budget with no values, blank without one.
+    PASS / FAIL against the budget, "not judged (p95: 9 turn(s), 20 needed)" for a budget
+    that held on too few turns, "n/a" for one with no values, blank without one.
     """
     head = (
         f"{'metric':<22} {'n':>4} {'disc':>4} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  "
@@ -37,7 +38,8 @@ def format_summary_table(summary: Mapping[str, Mapping]) -> str:
         passed = row.get("passed")
         result = "PASS" if passed is True else "FAIL" if passed is False else ""
         if limits and passed is None:
-            result = "n/a (no values)"
+            thin = row.get("not_judged")
+            result = f"not judged ({'; '.join(thin)})" if thin else "n/a (no values)"
         lines.append(
             f"{metric:<22} {row.get('n', 0):>4} {row.get('discarded', 0):>4} "
             f"{_num(row.get('p50'), 8)} {_num(row.get('p95'), 8)} {_num(row.get('p99'), 8)} "

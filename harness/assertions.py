@@ -276,64 +276,72 @@ def _gap_interval(m: Any, gap_ms: float) -> tuple[float, float] | None:
     return (float(a[1]), float(b[0]))
 
 
+def _back_pressure(events: Sequence[Mapping[str, Any]], rules: ChunkingRules) -> Check:
+    """Back-pressure, judged from how the reply's queues behaved, not from what the device
+    declares: per queue (``queue_depth`` events in time order), a depth held at its highest
+    level for consecutive reports while more was produced is the producer waiting (held);
+    a depth that only ever rose, to 3 or more by the end of the reply, or past
+    `ChunkingRules.max_queue_depth`, is everything queued at once (no back-pressure); a
+    depth above a bound the device declared breaks its own promise. A reply too short to
+    fill any queue is "not exercised" (applicable False): it shows nothing either way."""
+    name = "TTS queue bounded (back-pressure)"
+    by_queue: dict[str, list[Mapping[str, Any]]] = {}
+    for e in sorted(events_named(events, "queue_depth"), key=lambda e: float(e.get("t_s") or 0)):
+        by_queue.setdefault(str(e.get("queue", "tts")), []).append(e)
+    if not by_queue:
+        return Check("chunking", name, True, "no queue_depth telemetry", applicable=False)
+    failed, held, quiet = [], [], []
+    for queue, evs in by_queue.items():
+        depths = [int(e.get("depth", 0)) for e in evs]
+        deepest = max(depths)
+        bounds = [int(e["bound"]) for e in evs if e.get("bound")]
+        series = ", ".join(str(d) for d in depths[:12]) + (" ..." if len(depths) > 12 else "")
+        rising = all(b >= a for a, b in itertools.pairwise(depths))
+        if bounds and deepest > min(bounds):
+            failed.append(f"{queue} queue depth {deepest} above its bound {min(bounds)} ({series})")
+        elif deepest > rules.max_queue_depth or (rising and deepest >= 3):
+            failed.append(
+                f"{queue} queue grew with the reply to {deepest} ({series}): nothing made the "
+                "producer wait, the LLM runs ahead of the speech"
+            )
+        elif deepest >= 2 and any(a == b == deepest for a, b in itertools.pairwise(depths)):
+            held.append(f"{queue} held at {deepest} while more was produced ({series})")
+        else:
+            quiet.append(f"{queue} {series}")
+    if failed:
+        return Check("chunking", name, False, "; ".join(failed))
+    if held:
+        return Check("chunking", name, True, "; ".join(held + quiet))
+    return Check(
+        "chunking",
+        name,
+        True,
+        f"not exercised: the reply never filled a queue ({'; '.join(quiet)})",
+        applicable=False,
+    )
+
+
 def _queue_and_stalls(
     events: Sequence[Mapping[str, Any]], rules: ChunkingRules, stalls: Any = None
 ) -> list[Check]:
-    checks: list[Check] = []
-    depths = [e for e in events_named(events, "queue_depth") if e.get("queue", "tts") == "tts"]
-    if depths:
-        over = [e for e in depths if e.get("bound") and int(e["depth"]) > int(e["bound"])]
-        # an explicit null bound is the device saying "unbounded"; a missing field says nothing
-        no_bound = [e for e in depths if "bound" in e and not e["bound"]]
-        deepest = max(int(e.get("depth", 0)) for e in depths)
-        if over:
-            msg = f"TTS queue depth {deepest} above its bound {over[0]['bound']}"
-        elif no_bound and deepest > rules.max_queue_depth:
-            msg = (
-                f"TTS queue reports no bound and reached depth {deepest} (limit "
-                f"{rules.max_queue_depth}): no back-pressure, the LLM runs ahead of the speech"
-            )
-        elif no_bound:
-            msg = (
-                f"TTS queue reports no bound (deepest {deepest}): without back-pressure a long "
-                "reply piles up text that a barge-in must throw away"
-            )
-        else:
-            msg = ""
-        checks.append(
-            Check(
-                "chunking",
-                "TTS queue bounded (back-pressure)",
-                not msg,
-                msg or f"deepest {deepest}, within the bound {depths[0].get('bound')}",
-            )
-        )
-    else:
-        checks.append(
-            Check(
-                "chunking",
-                "TTS queue bounded (back-pressure)",
-                True,
-                "no queue_depth telemetry",
-                applicable=False,
-            )
-        )
-    # Whose a lag was is judged from the harness's own probe (`turn.stalls`, placed on the
-    # capture timeline): the part of the lag its probe was held up for too was the host's.
-    # The device's own `starved_ms` is what it says about itself: shown, never subtracted.
+    checks: list[Check] = [_back_pressure(events, rules)]
+    # Whose a lag was is judged from the harness's own evidence (`turn.stalls`, on the
+    # capture timeline): the part of the lag its probe was held up for too, or the DUT's
+    # threads waited on a run queue for (the kernel's count), was the host's. The device's
+    # own `starved_ms` is what it says about itself: shown, never subtracted.
     lags = []
     for e in events_named(events, "loop_stall"):
         lag_ms = float(e.get("lag_ms", 0.0) or 0.0)
         t = e.get("t_s")
         span = (float(t) - lag_ms / 1000.0, float(t)) if t is not None else None
-        host_ms = stalls.overlap_ms(*span) if stalls is not None and span is not None else 0.0
+        host_ms = stalls.host_share_ms(*span) if stalls is not None and span is not None else 0.0
         lags.append((max(0.0, lag_ms - host_ms), host_ms, span, e))
     worst_own, *_ = max(lags, key=lambda x: x[0], default=(0.0, 0.0, None, None))
     host = [h for _, h, _, _ in lags if h > 0]
     said = [float(e.get("starved_ms") or 0.0) for *_, e in lags]
     host_note = (
         f"; {len(host)} lag(s) up to {max(host):.0f} ms the host caused (tympan's probe was "
-        "held up as long)"
+        "held up, or the DUT's threads waited for a CPU, as long)"
         if host
         else ""
     )

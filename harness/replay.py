@@ -19,6 +19,7 @@ from typing import Any
 from harness.fusion import merged_events, serial_events_on_capture
 from harness.hostprobe import HostProbe
 from harness.judge import HOST_STALL_LIMIT_MS
+from harness.runqueue import RunQueueSampler
 from harness.stalls import TurnStalls, describe, place_stalls
 
 MAX_ATTEMPTS = 3
@@ -41,11 +42,22 @@ class Played:
 
 
 def play_turn(
-    rig: Any, dut: Any, plan: Any, *, out: Path, name: str, probe: HostProbe, bridge: Any = None
+    rig: Any,
+    dut: Any,
+    plan: Any,
+    *,
+    out: Path,
+    name: str,
+    probe: HostProbe,
+    bridge: Any = None,
+    own_queue: RunQueueSampler | None = None,
+    dut_queue: RunQueueSampler | None = None,
 ) -> Played:
     """Play `plan` on `rig` against `dut` until an attempt is clean or `MAX_ATTEMPTS` were
     played; attempt k > 1 saves its evidence under ``OUT.attemptK``. With a serial
-    `bridge`, the device's events of each attempt are merged onto its capture."""
+    `bridge`, the device's events of each attempt are merged onto its capture.
+    `own_queue` / `dut_queue` sample how long the harness's and the DUT's threads waited
+    for a CPU (`harness.runqueue`)."""
     from harness.scenario import run_turn
 
     glitched: list[str] = []
@@ -55,7 +67,9 @@ def play_turn(
             bridge.drain()  # what the device said between turns is not this turn's
         began = time.monotonic()
         result = run_turn(rig, dut, plan, out_dir=where, name=name)
-        stalls = turn_stalls(probe, began, time.monotonic(), result.capture, rig)
+        stalls = turn_stalls(
+            probe, began, time.monotonic(), result.capture, rig, own_queue, dut_queue
+        )
         if bridge is not None:
             add_serial_events(result, bridge.drain())
         lost_audio = bool(result.xruns) and not rig.timing_only_xruns
@@ -76,7 +90,15 @@ def play_turn(
     raise AssertionError("unreachable")  # the last attempt returns
 
 
-def turn_stalls(probe: HostProbe, began: float, ended: float, capture: Any, rig: Any) -> TurnStalls:
+def turn_stalls(
+    probe: HostProbe,
+    began: float,
+    ended: float,
+    capture: Any,
+    rig: Any,
+    own_queue: RunQueueSampler | None = None,
+    dut_queue: RunQueueSampler | None = None,
+) -> TurnStalls:
     """The probe's stalls between `began` and `ended` (`time.monotonic` s) that fell inside
     `capture`, on its timeline; whether the rig runs in real time (`paced`) decides whether
     a stall matters at all, whether its DUT shares the harness's process
@@ -93,6 +115,8 @@ def turn_stalls(probe: HostProbe, began: float, ended: float, capture: Any, rig:
         capture_end_s=capture.duration_s,
         paced=bool(getattr(rig, "paced", True)),
         dut_shares_process=bool(getattr(rig, "dut_shares_process", False)),
+        own_starved=own_queue.starved_spans(began, ended) if own_queue is not None else (),
+        dut_starved=dut_queue.starved_spans(began, ended) if dut_queue is not None else (),
     )
 
 

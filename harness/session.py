@@ -19,6 +19,7 @@ different angles.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from harness.outcome import TurnOutcome
 from harness.records import Sample, samples
 from harness.replay import Played, play_turn
 from harness.report.turnrecord import turn_record
+from harness.runqueue import RunQueueSampler
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class HarnessSession:
         self.infrastructure: list[str] = []
         self.host_probe = HostProbe().start()
         self._stack.callback(self.host_probe.stop)
+        self.own_queue = RunQueueSampler(os.getpid()).start()
+        self._stack.callback(self.own_queue.stop)
+        self._dut_queue: RunQueueSampler | None = None
         from harness.scenario import parse_dut_spec
 
         self.dut_spec = parse_dut_spec(self.settings.dut)
@@ -126,6 +131,14 @@ class HarnessSession:
             self._dut = self._stack.enter_context(
                 open_dut(self.dut_spec, rig, log_dir=self.out_dir / "dut")
             )
+            # the kernel's count of how long the DUT's threads waited for a CPU: in this
+            # process on the sim, in the process group of a DUT the harness started
+            pid = getattr(self._dut, "pid", None)
+            if rig.dut_shares_process:
+                self._dut_queue = self.own_queue
+            elif pid:
+                self._dut_queue = RunQueueSampler(pid, group=True).start()
+                self._stack.callback(self._dut_queue.stop)
         return self._dut
 
     @property
@@ -255,6 +268,8 @@ class HarnessSession:
             name=name,
             probe=self.host_probe,
             bridge=self.bridge if self.dut_spec.serial_url else None,
+            own_queue=self.own_queue,
+            dut_queue=self._dut_queue,
         )
         outcome = self._judge(key, played, budgets or self.budgets)
         self._cache[key] = outcome

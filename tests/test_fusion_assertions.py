@@ -136,7 +136,7 @@ def test_unbounded_queue_stall_and_audible_gap_are_caught():
         "no event-loop stall",
         "no audible stall inside the reply",
     }
-    assert "no back-pressure" in failed["TTS queue bounded (back-pressure)"]
+    assert "tts queue depth 12 above its bound 4" in failed["TTS queue bounded (back-pressure)"]
     assert "480 ms" in failed["no audible stall inside the reply"]
 
 
@@ -148,6 +148,36 @@ def host_stalls(*spans, in_process=False, shares=False, paced=True):
         paced=paced,
         dut_shares_process=shares,
     )
+
+
+def test_back_pressure_is_judged_from_how_the_queues_filled():
+    def back_pressure(*depths, bound=None, queue="audio"):
+        events = [
+            *(e for e in STREAMING if e["event"] != "queue_depth"),
+            *(
+                ev("queue_depth", 2.5 + 0.1 * i, queue=queue, depth=d, bound=bound)
+                for i, d in enumerate(depths)
+            ),
+        ]
+        (check,) = [c for c in check_chunking(Turn(metrics(), events)) if "queue" in c.name]
+        return check
+
+    # the producer waited: the depth held at its level while more was produced
+    held = back_pressure(1, 1, 2, 2, 2, 1, bound=2)
+    assert held.passed and held.applicable and "audio held at 2" in held.message
+    # everything queued at once: a depth that only rose, whatever the device declares
+    grew = back_pressure(1, 1, 2, 3, bound=None)
+    assert not grew.passed and "audio queue grew with the reply to 3 (1, 1, 2, 3)" in grew.message
+    assert not back_pressure(1, 2, 3, 4, 5, bound=16).passed  # a generous bound is no excuse
+    # above its own bound: the device broke its promise
+    over = back_pressure(1, 2, 3, 2, bound=2)
+    assert not over.passed and "depth 3 above its bound 2" in over.message
+    # A device that declares no bound but whose queue never filled is not failed for the
+    # declaration (before: "reports no bound (deepest 1)" failed it): the reply did not
+    # exercise the queue, and the check says so.
+    quiet = back_pressure(1, 0, 1, 0, bound=None, queue="tts")
+    assert quiet.passed and not quiet.applicable
+    assert quiet.message.startswith("not exercised: the reply never filled a queue")
 
 
 def test_a_lag_the_host_caused_is_not_the_agents_stall():
@@ -179,6 +209,11 @@ def test_a_lag_the_host_caused_is_not_the_agents_stall():
     # ... while the host keeping the whole process off the CPU does
     steal = stall_check({"lag_ms": 400.0}, seen=host_stalls((2.21, 2.6), shares=True))
     assert steal.passed
+    # and so does the kernel's count of the DUT's own threads waiting for a CPU meanwhile
+    crowded = TurnStalls(capture_end_s=10.0, dut_starved=((2.2, 2.4), (2.45, 2.6)))
+    assert stall_check({"lag_ms": 400.0}, seen=crowded).passed
+    partly = TurnStalls(capture_end_s=10.0, dut_starved=((2.5, 2.6),))
+    assert "worst 300 ms" in stall_check({"lag_ms": 400.0}, seen=partly).message
 
 
 def test_a_stalled_host_leaves_only_the_failures_it_overlapped_unmeasured():

@@ -17,7 +17,7 @@ Map:
     check_reply / check_pause_trap / check_partial_gate      turn-taking
     check_chunking                                           chunking, back-pressure, stalls
     check_cancellation                                       barge-in
-    check_budget / assert_budget                             percentiles over many turns
+    assert_budget (check_budget: harness.budgets)            percentiles over many turns
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.budgets import Budget, Budgets, CancellationRules, ChunkingRules, evaluate
+from harness.budgets import (
+    Budget,
+    CancellationRules,
+    ChunkingRules,
+    check_budget,
+)
 from harness.fusion import events_named, reply_turn
 from harness.reasons import Discard, Timeout
-from harness.records import Check, Sample, percentile
+from harness.records import Check, Sample
 
 _BOUNDARY = re.compile(r"[.?!;:,]['\")\]]*$")
 
@@ -573,53 +578,8 @@ def _answer_check(m: Any, clip: Any, wants_answer: bool, rules: CancellationRule
 # ------------------------------------------------------------------------------------------
 
 
-def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> Check:
-    """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out).
-    A budget that holds on fewer turns than its percentile needs (`records.TURNS_NEEDED`)
-    is not judged: the check passes, `applicable` False, its message starts "not judged:"."""
-    result = evaluate(budget, [s.value for s in samples])
-    kept = sorted((s for s in samples if s.value is not None), key=lambda s: -float(s.value or 0))
-    skipped = len(samples) - result.n
-    if result.value is None:
-        return Check(
-            "budget",
-            str(budget),
-            False,
-            f"no measured values out of {len(samples)} turn(s) (all discarded or missing)",
-        )
-    values = sorted(float(s.value) for s in kept if s.value is not None)
-    p50, p95 = percentile(values, "p50"), percentile(values, "p95")
-    dist = f"n={result.n} min {values[0]:.0f} p50 {p50:.0f} p95 {p95:.0f} max {values[-1]:.0f}"
-    msg = (
-        f"{budget.metric} {budget.percentile} = {result.value:.0f} "
-        f"(budget {budget.limit:g}); {dist}"
-    )
-    if skipped:
-        msg += f"; {skipped} turn(s) discarded"
-    if not result.judged:
-        return Check(
-            "budget",
-            str(budget),
-            True,
-            f"not judged: {budget.metric} {budget.percentile} from {result.n} turn(s), "
-            f"{result.needed} needed to judge a {budget.percentile} (use --repeat); {msg}",
-            applicable=False,
-        )
-    if not result.passed:
-        msg += "; worst: " + ", ".join(
-            f"{s.turn} {float(s.value or 0):.0f}" + (f" ({s.evidence})" if s.evidence else "")
-            for s in kept[:worst]
-        )
-    return Check("budget", str(budget), result.passed, msg)
-
-
 def assert_budget(budget: Budget, samples: Sequence[Sample]) -> None:
     """Raise `ContractError` when `budget` does not hold over `samples`."""
     check = check_budget(budget, samples)
     if not check.passed:
         raise ContractError(f"[budget] {check.message}")
-
-
-def check_budgets(budgets: Budgets, samples: Mapping[str, Sequence[Sample]]) -> list[Check]:
-    """Every budget whose metric has samples (metrics nobody measured are not checked)."""
-    return [check_budget(b, samples[b.metric]) for b in budgets.latency if samples.get(b.metric)]

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
-from harness.records import PERCENTILES, TURNS_NEEDED, percentile
+from harness.records import PERCENTILES, TURNS_NEEDED, Check, Sample, percentile
 
 DEFAULT_BUDGETS_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "budgets.toml"
 """The shipped defaults (a source checkout's fixtures folder)."""
@@ -241,3 +241,43 @@ def load_budgets(path: Path | str | None = None) -> Budgets:
         return defaults
     p = Path(path)
     return parse_budgets(_read_toml(p), str(p), base=defaults)
+
+
+def check_budget(budget: Budget, samples: Sequence[Sample], worst: int = 3) -> Check:
+    """`budget` over `samples` (None values, i.e. discarded turns, are counted but left out).
+    A budget that holds on fewer turns than its percentile needs (`records.TURNS_NEEDED`)
+    is not judged: the check passes, `applicable` False, its message starts "not judged:"."""
+    result = evaluate(budget, [s.value for s in samples])
+    kept = sorted((s for s in samples if s.value is not None), key=lambda s: -float(s.value or 0))
+    skipped = len(samples) - result.n
+    if result.value is None:
+        return Check(
+            "budget",
+            str(budget),
+            False,
+            f"no measured values out of {len(samples)} turn(s) (all discarded or missing)",
+        )
+    values = sorted(float(s.value) for s in kept if s.value is not None)
+    p50, p95 = percentile(values, "p50"), percentile(values, "p95")
+    dist = f"n={result.n} min {values[0]:.0f} p50 {p50:.0f} p95 {p95:.0f} max {values[-1]:.0f}"
+    msg = (
+        f"{budget.metric} {budget.percentile} = {result.value:.0f} "
+        f"(budget {budget.limit:g}); {dist}"
+    )
+    if skipped:
+        msg += f"; {skipped} turn(s) discarded"
+    if not result.judged:
+        return Check(
+            "budget",
+            str(budget),
+            True,
+            f"not judged: {budget.metric} {budget.percentile} from {result.n} turn(s), "
+            f"{result.needed} needed to judge a {budget.percentile} (use --repeat); {msg}",
+            applicable=False,
+        )
+    if not result.passed:
+        msg += "; worst: " + ", ".join(
+            f"{s.turn} {float(s.value or 0):.0f}" + (f" ({s.evidence})" if s.evidence else "")
+            for s in kept[:worst]
+        )
+    return Check("budget", str(budget), result.passed, msg)

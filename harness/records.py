@@ -278,3 +278,38 @@ def samples(records: Sequence[TurnRecord]) -> dict[str, list[Sample]]:
             elif name in values:
                 out.setdefault(name, []).append(Sample(values[name], r.turn, evidence))
     return out
+
+
+@dataclass
+class CheckRate:
+    """How often one check failed: `failed` of the `applicable` turns; `label` for people
+    ("[contract] rule")."""
+
+    label: str
+    failed: int = 0
+    applicable: int = 0
+
+
+def check_rates(checks_per_turn: Iterable[Iterable[Check]]) -> dict[str, CheckRate]:
+    """Every check's failures over the turns (where it applied), by its stable id
+    (`Check.id`): flakiness."""
+    rates: dict[str, CheckRate] = {}
+    for checks in checks_per_turn:
+        for c in checks:
+            if not c.applicable:
+                continue
+            r = rates.setdefault(c.id, CheckRate(f"[{c.contract}] {c.name}"))
+            r.failed += not c.passed
+            r.applicable += 1
+    return rates
+
+
+def discard_reasons(metrics_per_turn: Iterable[Any]) -> dict[str, int]:
+    """How many turns were discarded, by reason (`TurnMetrics.discard_reason`, else the
+    first word of the discard)."""
+    out: dict[str, int] = {}
+    for m in metrics_per_turn:
+        if m.discard:
+            reason = m.discard_reason or m.discard.split()[0].rstrip(":")
+            out[reason] = out.get(reason, 0) + 1
+    return out

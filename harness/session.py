@@ -35,7 +35,7 @@ from harness.fusion import stage_breakdown
 from harness.hostprobe import HostProbe
 from harness.judge import attempt_checks, host_stall_discard, judge_turn
 from harness.outcome import TurnOutcome
-from harness.records import Sample, samples
+from harness.records import CheckRate, Sample, check_rates, discard_reasons, samples
 from harness.replay import Played, play_turn
 from harness.report.turnrecord import turn_record
 from harness.runqueue import RunQueueSampler
@@ -60,16 +60,6 @@ class RunSettings:
     corpus: str | None = None
     limit: int = 0
     baseline: str | None = None
-
-
-@dataclass
-class CheckRate:
-    """How often one check failed: `failed` of the `applicable` turns; `label` for people
-    ("[contract] rule")."""
-
-    label: str
-    failed: int = 0
-    applicable: int = 0
 
 
 def slug(text: str) -> str:
@@ -344,24 +334,9 @@ class HarnessSession:
         return samples([o.record for o in self.outcomes if o.record is not None])
 
     def check_rates(self) -> dict[str, CheckRate]:
-        """Every check's failures over the turns so far (where it applied), by its stable id
-        (`Check.id`): flakiness."""
-        rates: dict[str, CheckRate] = {}
-        for o in self.outcomes:
-            for c in o.checks:
-                if not c.applicable:
-                    continue
-                r = rates.setdefault(c.id, CheckRate(f"[{c.contract}] {c.name}"))
-                r.failed += not c.passed
-                r.applicable += 1
-        return rates
+        """Every check's failures over the turns so far (`records.check_rates`)."""
+        return check_rates(o.checks for o in self.outcomes)
 
     def discard_reasons(self) -> dict[str, int]:
-        """How many turns were discarded, by reason (the first word of the discard)."""
-        out: dict[str, int] = {}
-        for o in self.outcomes:
-            d = o.metrics.discard
-            if d:
-                reason = o.metrics.discard_reason or d.split()[0].rstrip(":")
-                out[reason] = out.get(reason, 0) + 1
-        return out
+        """How many turns were discarded, by reason (`records.discard_reasons`)."""
+        return discard_reasons(o.metrics for o in self.outcomes)

@@ -10,6 +10,8 @@ Shape of a backend object (``backend`` here)::
     option_choices: dict[str, tuple[str, ...]]  spec options and their allowed values
                                                 (an empty tuple: any value)
     info(options) -> dict[str, str]             what the report shows (kind, fault, engines, ...)
+    open_process(options, sample_rate_hz)       -> the same, in a process of its own (what the
+                                                sim rig uses when a backend has it; .pid)
     open_in_process(options, sample_rate_hz)    -> an in-process DUT for the sim rig:
         .push(samples)  float32 mono mic samples at sample_rate_hz, any block length
         .pull(n)        -> the next n speaker samples (float32, zeros when quiet)
@@ -114,7 +116,8 @@ class InProcessAgent:
 
 
 class ReferenceBackend:
-    """The reference agent: in process on the sim, `device.agent.live` on JACK."""
+    """The reference agent: in a process of its own on the sim (or in process, for tests),
+    `device.agent.live` on JACK."""
 
     name = "reference"
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -148,6 +151,14 @@ class ReferenceBackend:
     def open_in_process(self, options: Mapping[str, str], sample_rate_hz: int) -> InProcessAgent:
         """A started in-process agent at `sample_rate_hz` (a multiple of 16 kHz)."""
         return InProcessAgent(_config(options), sample_rate_hz, self.info(options))
+
+    def open_process(self, options: Mapping[str, str], sample_rate_hz: int) -> Any:
+        """The same agent in a process of its own (`device.agent.simproc.AgentProcess`):
+        its GIL and the harness's are not shared, so neither side's stalls are the other's."""
+        from device.agent.simproc import AgentProcess
+
+        _config(options)  # a bad option is refused here, not in the child
+        return AgentProcess(options, sample_rate_hz)
 
     def command(
         self,

@@ -24,6 +24,7 @@ from __future__ import annotations
 __all__ = ["SIM_DUTS", "PassthroughDut", "ScriptedDut", "SilentDut", "SimDut", "SimRig"]
 
 import math
+import os
 import time
 from typing import Any
 
@@ -215,9 +216,11 @@ class SimRig(RigBase):
 
     @property
     def dut_shares_process(self) -> bool:  # type: ignore[override]
-        """A real-time DUT the sim drives is in this process (the reference agent's
-        `AgentHost`, a real-time scripted DUT)."""
-        return self.dut is not None and self.paced
+        """A real-time DUT the sim drives in this process (a DUT object passed in, a
+        real-time scripted DUT); one with a ``pid`` of another process (the reference
+        agent's `AgentProcess`) does not share it."""
+        pid = getattr(self.dut, "pid", None)
+        return self.dut is not None and self.paced and pid in (None, os.getpid())
 
     # --- figures tests and calibration use --------------------------------------------------
 

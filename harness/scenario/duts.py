@@ -3,7 +3,7 @@
 | spec | rig | what happens |
 |---|---|---|
 | ``scripted`` | sim | the sim profile's own DUT (``[sim] dut``), faster than real time |
-| ``reference[:fault=NAME]`` | sim | the reference agent in process as the sim's DUT |
+| ``reference[:fault=NAME]`` | sim | the reference agent in a process of its own as the sim's DUT |
 | ``reference[:fault=NAME]`` | loopback | ``python -m device.agent.live`` as a subprocess, wired |
 | ``jack:CLIENT`` | loopback | an already running JACK client, wired by name |
 | ``cmd:"COMMAND"`` | loopback | COMMAND started (own process group); its new JACK client wired |
@@ -264,10 +264,18 @@ def _open_on_sim(spec: DutSpec, rig: Any) -> Dut:
         return dut
     backend = load_backend(spec.kind)
     options = dict(spec.options)
-    obj = backend.open_in_process(options, rig.sample_rate_hz)
+    # a process of its own when the backend can: the DUT's GIL and the harness's apart
+    own = getattr(backend, "open_process", None)
+    obj = (
+        own(options, rig.sample_rate_hz)
+        if own
+        else backend.open_in_process(options, rig.sample_rate_hz)
+    )
     previous = rig.dut
     rig.dut = obj
-    dut = Dut(spec, spec.kind, {**obj.info, "where": "in process (sim)"})
+    where = "own process (sim)" if own else "in process (sim)"
+    dut = Dut(spec, spec.kind, {**obj.info, "where": where})
+    dut.pid = getattr(obj, "pid", None)
     dut._drain = obj.drain_events
 
     def restore() -> None:

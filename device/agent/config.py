@@ -36,7 +36,7 @@ FAULTS: dict[str, str] = {
     "no-cancel": "barge-in is ignored",
     "stale-audio": "generation is cancelled but queued audio still plays",
     "blocking-call": "TTS runs as a blocking call inside the event loop",
-    "gil-holding-call": "a C call on the event loop holds the GIL as long as TTS takes",
+    "gil-holding-call": "the event loop spins holding the GIL as long as TTS takes",
     "unbounded-queue": "no back-pressure: the LLM → TTS queues are unbounded",
 }
 """The fault knobs (names fixed in ARCHITECTURE.md) and the mistake each reproduces."""

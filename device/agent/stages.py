@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -353,17 +354,21 @@ class Player(Stage):
 
 
 GIL_HOLD_MIN_S = 0.2
-"""The `gil-holding-call` fault holds the GIL at least this long per clause (a blocking TTS
-call on a quiet 2-core host takes 200-230 ms)."""
-
-_SUM_S_PER_ITEM: list[float] = []
+"""The `gil-holding-call` fault holds the GIL for at least this much CPU time per clause (a
+blocking TTS call on a quiet 2-core host takes 200-230 ms)."""
 
 
-def hold_the_gil_for(seconds: float) -> None:
-    """Hold the GIL for about `seconds` in one C call (`sum` over a range never releases
-    it, and the interpreter cannot switch threads inside it); calibrated on first use."""
-    if not _SUM_S_PER_ITEM:
-        began = time.perf_counter()
-        sum(range(200_000))
-        _SUM_S_PER_ITEM.append(max(1e-9, (time.perf_counter() - began) / 200_000))
-    sum(range(int(seconds / _SUM_S_PER_ITEM[0])))
+def hold_the_gil_for(cpu_s: float) -> None:
+    """Spin for `cpu_s` of this thread's CPU time without letting go of the GIL: a
+    pure-Python busy loop with the interpreter's switch interval raised for its length, so
+    no other thread of the process is given the GIL meanwhile (what one long C call that
+    never releases it does). CPU time, not wall time: on a crowded host it takes longer,
+    and the wait for a CPU is the host's, the spinning the agent's own."""
+    switch_s = sys.getswitchinterval()
+    sys.setswitchinterval(max(switch_s, 10.0 * cpu_s))
+    try:
+        end = time.thread_time() + cpu_s
+        while time.thread_time() < end:
+            pass
+    finally:
+        sys.setswitchinterval(switch_s)

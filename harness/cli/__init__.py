@@ -6,6 +6,7 @@
     device     talk to a device over its serial link (device.bridge)
     run        the conformance suite through pytest, the latency table, the report
     report     re-render a run's report from what it saved
+    selftest   known turns with hidden random delays: does the rig measure TTFA right?
 
 Every subcommand returns an exit status: 0 when it did its job, 2 for bad input (a one-line
 message naming the file, port, device or key; no traceback).
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tympan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from harness.cli import analyze, corpus, device, report, rigs, run
+    from harness.cli import analyze, corpus, device, report, rigs, run, selftest
 
     analyze.add_parser(subparsers)
     corpus.add_parser(subparsers)
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_parsers(subparsers)
     run.add_parser(subparsers)
     report.add_parser(subparsers)
+    selftest.add_parser(subparsers)
     return parser
 
 

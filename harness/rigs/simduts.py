@@ -92,6 +92,13 @@ class ScriptedDut:
         if self._reply_at is not None:
             self.events.append(("reply_start", self._reply_at))
 
+    @property
+    def clock(self) -> int:
+        """The DUT's sample clock now: how many mic samples it has heard. Its event indices
+        count on this clock; a sim session's frame k reaches it as sample ``clock + k`` of
+        the clock read just before the session started (without clock drift)."""
+        return self._t_in
+
     def _reply_end(self) -> int:
         assert self._reply_at is not None
         end = self._reply_at + len(self.reply)

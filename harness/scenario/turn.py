@@ -187,8 +187,13 @@ class TurnResult:
         return next((e for e in self.events if e.get("event") == name), None)
 
 
-def _audio(u: Utterance, fs: int) -> np.ndarray:
+def played_audio(u: Utterance, fs: int) -> np.ndarray:
+    """What `run_turn` plays of utterance `u` on a rig running at `fs`: the whole file at
+    that rate, float32."""
     return resample(u.load(), u.sample_rate_hz, fs).astype(np.float32)
+
+
+_audio = played_audio
 
 
 def save_evidence(capture: Capture, events: list[dict[str, Any]], paths: dict[str, Path]) -> None:

@@ -7,8 +7,9 @@ pickling a capture) would stall the agent (and look like the agent's). A process
 keeps each side's stalls its own, as on a real device.
 
 Parent side: `AgentProcess` (push / pull / drain_events / close, the sim's DUT shape).
-Child side: ``python -m device.agent.simproc RATE OPTIONS_JSON``: loads the engines, prints
-nothing on stdout but the protocol, and serves until told to quit or its stdin closes.
+Child side: ``python -m device.agent.tympan_dut RATE OPTIONS_JSON`` opens the in-process
+agent and hands it to `serve`, which prints nothing on stdout but the protocol and serves
+until told to quit or its stdin closes.
 
 Protocol (stdin -> child, child -> stdout), each message a 5-byte header (op: 1 byte, payload
 length: uint32 little-endian) and its payload:
@@ -59,14 +60,14 @@ def _receive(fh: IO[bytes]) -> tuple[bytes, bytes]:
 
 
 class AgentProcess:
-    """The reference agent in its own process (`python -m device.agent.simproc`), with the
+    """The reference agent in its own process (`python -m device.agent.tympan_dut`), with the
     sim rig's push/pull interface. realtime: the sim paces itself to the wall clock for it.
     pid: the process (its own process group), stopped by PID on `close`."""
 
     realtime = True
 
     def __init__(self, options: Mapping[str, str], sample_rate_hz: int) -> None:
-        cmd = [sys.executable, "-m", "device.agent.simproc", str(int(sample_rate_hz))]
+        cmd = [sys.executable, "-m", "device.agent.tympan_dut", str(int(sample_rate_hz))]
         cmd.append(json.dumps(dict(options)))
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
@@ -124,13 +125,11 @@ class AgentProcess:
             self.proc.wait(timeout=10)
 
 
-def serve(sample_rate_hz: int, options: Mapping[str, str]) -> None:
-    """The child: the agent (`tympan_dut.InProcessAgent`) served over stdin/stdout."""
-    from device.agent.tympan_dut import backend
-
+def serve(agent: Any) -> None:
+    """The child: `agent` (push / pull / drain_events / close / info, as
+    `tympan_dut.InProcessAgent`) served over stdin/stdout until quit."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but the protocol goes to the pipe
-    agent = backend.open_in_process(options, sample_rate_hz)
     _send(stdout, b"R", json.dumps(agent.info).encode())
     try:
         while True:
@@ -149,7 +148,3 @@ def serve(sample_rate_hz: int, options: Mapping[str, str]) -> None:
                 return
     finally:
         agent.close()
-
-
-if __name__ == "__main__":
-    serve(int(sys.argv[1]), json.loads(sys.argv[2]))

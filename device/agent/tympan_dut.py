@@ -35,6 +35,7 @@ never run at the same time).
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import threading
 from collections.abc import Mapping
@@ -191,3 +192,9 @@ class ReferenceBackend:
 
 backend = ReferenceBackend()
 """The object the ``tympan.duts`` entry point ``reference`` names."""
+
+
+if __name__ == "__main__":  # the sim's agent process (`device.agent.simproc.AgentProcess`)
+    from device.agent.simproc import serve
+
+    serve(backend.open_in_process(json.loads(sys.argv[2]), int(sys.argv[1])))

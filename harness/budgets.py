@@ -56,7 +56,8 @@ class ChunkingRules:
     min_tokens: no chunk below this many tokens, except a reply's last.
     max_tokens: a chunk of this many tokens may end anywhere (cut at the limit).
     max_gap_ms: a silence inside a reply longer than this is an audible stall.
-    max_queue_depth: TTS queue depth allowed when the device reports no bound of its own.
+    max_queue_depth: a reply's queue deeper than this grew without limit, whatever the
+        device declares (`assertions._back_pressure`).
     max_loop_stall_ms: event-loop lag (``loop_stall`` events) allowed.
     """
 

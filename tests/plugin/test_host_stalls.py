@@ -48,7 +48,9 @@ def real_time_sim(tmp_path: Path) -> str:
     touch it as they would a real DUT running in the harness's process."""
     text = (REPO / "fixtures" / "sim.toml").read_text()
     text = text.replace("# real_time = false", "real_time = true")
-    assert "real_time = true" in text
+    # a short reply: a paced turn lasts as long as its audio
+    text = text.replace('reply = "corpus:lq07_sky_blue"', 'reply = "tone:440:0.6"')
+    assert "real_time = true" in text and "tone:440" in text
     path = tmp_path / "sim_real_time.toml"
     path.write_text(text)
     return str(path)

@@ -36,3 +36,25 @@ def test_enough_turns_are_judged(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     row = json.loads((tmp_path / "many" / "results.json").read_text())["summary"]["ttfa_ms"]
     assert row["n"] == 20 and row["passed"] is True and "not_judged" not in row
+
+
+def test_a_rig_that_fails_its_self_test_judges_no_agent(tmp_path, monkeypatch):
+    """`--selftest N` plays the rig's self-test first; a rig whose calibration is 5 ms off
+    fails it, and the run judges nothing (exit 3) instead of trusting the rig."""
+    from harness.rigs import load_profile
+    from harness.rigs.calibrate import cache_path
+
+    monkeypatch.setenv("TYMPAN_CACHE_DIR", str(tmp_path / "cache"))
+    good = tympan_run(tmp_path / "good", "--selftest", "2", "--limit", "1", "--", "-k", "sq01")
+    assert "the rig's self-test first (2 turns)" in good.stdout, good.stdout[-2000:]
+    assert "tympan selftest: PASS" in good.stdout and "results in" in good.stdout
+    profile = load_profile("sim")
+    path = cache_path(profile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"latency_samples": 128 + 240, "confidence": 1.0, "ear": None}
+    path.write_text(json.dumps(doc | {"profile_sha256": profile.sha256}))
+    bad = tympan_run(tmp_path / "bad", "--selftest", "2", "--limit", "1", "--", "-k", "sq01")
+    assert bad.returncode == 3, bad.stdout[-3000:] + bad.stderr[-2000:]
+    assert "failed its self-test" in bad.stdout and "no agent is judged on it" in bad.stdout
+    assert not (tmp_path / "bad" / "results.json").exists()
+    assert (tmp_path / "bad" / "selftest" / "selftest.json").is_file()

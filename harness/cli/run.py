@@ -1,7 +1,8 @@
 """``tympan run``: the conformance suite through pytest, the latency table, the report.
 
     tympan run [--rig sim|loopback|PROFILE.toml] [--dut SPEC] [--repeat N] [--budgets PATH]
-               [--out DIR] [--limit N] [--baseline RESULTS.json] [-- PYTEST ARGS...]
+               [--out DIR] [--limit N] [--baseline RESULTS.json] [--selftest N]
+               [-- PYTEST ARGS...]
 
 With no arguments: the JACK loopback rig (it starts its own jackd), the reference agent with
 its default engines, the whole suite, results in out/run. The arguments are checked before
@@ -12,7 +13,8 @@ something could not be judged: some turn could not be measured on this host (onl
 `[infrastructure]` checks failed: the host stalled through every attempt, the capture fell
 behind the wall clock, a sound card lost audio), a budget held on fewer turns than its
 percentile needs (a p95 needs 20, a p99 100: "not judged"), or (with --baseline) a metric
-had too few turns to compare ("not compared: ..."); 2 for bad input.
+had too few turns to compare ("not compared: ..."), or (with --selftest) the rig failed
+its self-test and no agent was judged; 2 for bad input.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("out/run"), help="output folder")
     p.add_argument("--limit", type=int, default=0, help="utterances per category, 0 = all")
     p.add_argument("--baseline", type=Path, help="an earlier results.json to compare with")
+    p.add_argument(
+        "--selftest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first play N turns of `tympan selftest` on the rig; judge no agent on a rig "
+        "that fails it (exit 3)",
+    )
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest arguments")
     p.set_defaults(func=run_command)
 
@@ -63,6 +73,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise InputError(f"--repeat {args.repeat}: expected a number of trials >= 1")
     if args.limit < 0:
         raise InputError(f"--limit {args.limit}: expected 0 (all) or more")
+    if not 0 <= args.selftest <= 1000:
+        raise InputError(f"--selftest {args.selftest}: expected 0 (none) to 1000 turns")
     if args.baseline is not None:
         from harness.report.results import load_results
 
@@ -168,6 +180,25 @@ def _failed_checks(results: dict, *, infrastructure: bool = False) -> list[str]:
     return bad
 
 
+def _rig_selftest(rig: str, turns: int, out: Path) -> int | None:
+    """`tympan selftest` on `rig` first (its own process: it starts and stops what it
+    needs); None when the rig passed, else the exit status of a run that judged nothing."""
+    cmd = [sys.executable, "-m", "harness.cli", "selftest", "--rig", rig]
+    cmd += ["--turns", str(turns), "--out", str(out)]
+    print(f"tympan run: the rig's self-test first ({turns} turns)", flush=True)
+    status = subprocess.run(cmd, check=False).returncode
+    if status == 0:
+        return None
+    if status == 1:
+        print(
+            f"tympan run: rig {rig} failed its self-test ({out / 'selftest.json'}): no agent is "
+            f"judged on it; NOT JUDGED (exit {INFRASTRUCTURE_ONLY})"
+        )
+        return INFRASTRUCTURE_ONLY
+    print(f"tympan run: the self-test could not run (exit {status})", file=sys.stderr)
+    return 2
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``tympan run``: validate, run pytest on the suite, report, judge."""
     extra = list(args.pytest_args)
@@ -178,6 +209,10 @@ def run_command(args: argparse.Namespace) -> int:
     if args.baseline is not None and args.baseline.is_dir():
         args.baseline = args.baseline / "results.json"
     args.baseline = _fresh_out(out, args.baseline)
+    if args.selftest:
+        verdict = _rig_selftest(args.rig, args.selftest, out / "selftest")
+        if verdict is not None:
+            return verdict
     cmd = pytest_command(args, extra)
     print(f"tympan run: rig {args.rig}, DUT {args.dut}, results in {out}", flush=True)
     env = dict(os.environ)

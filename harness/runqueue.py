@@ -7,6 +7,12 @@ late because another thread of its process held the GIL sleeps on a lock and acc
 one busy in its own code runs. So the run-queue wait of a process's threads over an interval
 is evidence, from the kernel and not from the process, of how much of a lag the host caused.
 
+A virtual machine's host may also take the whole virtual CPU away (steal): the guest kernel
+then counts the thread on it as running, so its run-queue wait stays flat. The kernel counts
+that too, per CPU (`/proc/stat`, the eighth figure); a thread that was running or runnable in a
+window is charged the steal of the CPU it was on (`/proc/PID/task/TID/stat`, field 39). Both
+are the host's, neither is the process's own doing.
+
 `RunQueueSampler` reads every thread of a process group every `period_s` and answers
 `starved_spans(start, end)`: the stretches (host monotonic s) during which the process's
 most-waiting thread sat on a run queue. The harness samples its own process (is a stall of
@@ -21,6 +27,8 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 MIN_WAIT_MS = 5.0
@@ -41,21 +49,65 @@ def _pids_in_group(pgid: int) -> list[int]:
     return pids
 
 
-def _run_queue_ns(pids: list[int]) -> dict[int, int]:
-    """Run-queue wait so far of every thread of `pids`, ns, by thread id."""
-    waits: dict[int, int] = {}
+@dataclass(frozen=True)
+class ThreadSample:
+    """One thread's counters at one instant: ns run, ns waited on a run queue, whether it
+    was running or runnable ('R'), and the CPU it was last on."""
+
+    run_ns: int
+    wait_ns: int
+    runnable: bool
+    cpu: int
+
+
+_TICK_NS = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
+
+
+def _threads(pids: list[int]) -> dict[int, ThreadSample]:
+    """The counters of every thread of `pids`, by thread id."""
+    threads: dict[int, ThreadSample] = {}
     for pid in pids:
         with contextlib.suppress(OSError):
             for task in os.scandir(f"/proc/{pid}/task"):
-                path = f"/proc/{pid}/task/{task.name}/schedstat"
-                with contextlib.suppress(OSError, ValueError, IndexError), open(path) as fh:
-                    waits[int(task.name)] = int(fh.read().split()[1])
-    return waits
+                base = f"/proc/{pid}/task/{task.name}"
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    with open(base + "/schedstat") as fh:
+                        run_ns, wait_ns = (int(v) for v in fh.read().split()[:2])
+                    with open(base + "/stat") as fh:
+                        stat = fh.read()
+                    fields = stat[stat.rindex(")") + 2 :].split()  # field 3 (state) onwards
+                    threads[int(task.name)] = ThreadSample(
+                        run_ns, wait_ns, fields[0] == "R", int(fields[36])
+                    )
+    return threads
+
+
+def _steal_ns() -> dict[int, int]:
+    """Time the hypervisor took each CPU away so far, ns, by CPU (empty off a VM)."""
+    steal: dict[int, int] = {}
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/stat") as fh:
+        for line in fh:
+            name, *values = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and len(values) >= 8:
+                steal[int(name[3:])] = int(values[7]) * _TICK_NS
+    return steal
+
+
+def lost_ms(
+    before: ThreadSample, after: ThreadSample, steal: Mapping[int, int], window_ms: float
+) -> float:
+    """How long one thread was kept from running in a window by the host, ms: its run-queue
+    wait, plus the steal of its CPU (`steal`: ns in the window, by CPU) when it was running
+    or runnable in it; never more than the window."""
+    waited = (after.wait_ns - before.wait_ns) / 1e6
+    busy = before.runnable or after.runnable or after.run_ns > before.run_ns
+    stolen = steal.get(after.cpu, 0) / 1e6 if busy else 0.0
+    return min(window_ms, waited + stolen)
 
 
 def available() -> bool:
     """Whether this kernel keeps per-thread schedstat (CONFIG_SCHED_INFO)."""
-    return bool(_run_queue_ns([os.getpid()]))
+    return bool(_threads([os.getpid()]))
 
 
 class RunQueueSampler:
@@ -69,7 +121,7 @@ class RunQueueSampler:
         self.pid = pid
         self.group = group
         self.period_s = period_s
-        self._samples: deque[tuple[float, dict[int, int]]] = deque(
+        self._samples: deque[tuple[float, dict[int, ThreadSample], dict[int, int]]] = deque(
             maxlen=max(2, int(history_s / period_s))
         )
         self._lock = threading.Lock()
@@ -94,24 +146,30 @@ class RunQueueSampler:
             now = time.monotonic()
             if self.group and now - scanned > 1.0:
                 pids, scanned = (_pids_in_group(self.pid) or [self.pid]), now
-            waits = _run_queue_ns(pids)
+            threads, steal = _threads(pids), _steal_ns()
             with self._lock:
-                self._samples.append((time.monotonic(), waits))
-            if not waits and not self.group:
+                self._samples.append((time.monotonic(), threads, steal))
+            if not threads and not self.group:
                 return  # the process is gone
             self._stop.wait(self.period_s)
 
     def starved_spans(self, start: float, end: float) -> list[tuple[float, float]]:
-        """Stretches within [start, end] (host monotonic s) when the most-waiting thread of
-        the process waited on a run queue: one per sampling window whose wait was at least
-        `MIN_WAIT_MS`, as long as that wait, ending where the window ends."""
+        """Stretches within [start, end] (host monotonic s) when the host kept the process's
+        most-kept-back thread from running (run-queue wait, steal of its CPU: `lost_ms`): one
+        per sampling window where that was at least `MIN_WAIT_MS`, as long as it was, ending
+        where the window ends."""
         with self._lock:
             samples = [s for s in self._samples if start - self.period_s <= s[0] <= end + 1.0]
         spans = []
-        for (t0, w0), (t1, w1) in itertools.pairwise(samples):
+        for (t0, th0, st0), (t1, th1, st1) in itertools.pairwise(samples):
             if t1 < start or t0 > end:
                 continue
-            worst = max((w1[k] - w0[k] for k in w1.keys() & w0.keys()), default=0) / 1e9
-            if worst * 1000.0 >= MIN_WAIT_MS:
-                spans.append((max(t0, t1 - worst), t1))
+            steal = {cpu: st1[cpu] - st0.get(cpu, st1[cpu]) for cpu in st1}
+            window_ms = (t1 - t0) * 1000.0
+            worst_ms = max(
+                (lost_ms(th0[k], th1[k], steal, window_ms) for k in th1.keys() & th0.keys()),
+                default=0.0,
+            )
+            if worst_ms >= MIN_WAIT_MS:
+                spans.append((max(t0, t1 - worst_ms / 1000.0), t1))
         return spans

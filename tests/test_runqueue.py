@@ -4,8 +4,10 @@ GIL does not (the others sleep on the lock)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -64,3 +66,26 @@ def test_a_stall_the_process_waited_through_is_the_hosts():
     assert Stall(1.0, 1.25, cpu_ms=200.0, queued_ms=10.0).in_process
     # the process hardly ran: stopped, or the hypervisor took the CPU
     assert not Stall(1.0, 1.25, cpu_ms=2.0).in_process
+
+
+def test_steal_of_its_cpu_is_charged_to_a_thread_that_was_running_only():
+    """The hypervisor taking a virtual CPU away leaves the thread on it 'running' to the
+    guest: no run-queue wait. The CPU's steal is the host's share of its lag, and only of a
+    thread that was on a CPU or waiting for one; a sleeping thread lost nothing."""
+    ran = runqueue.ThreadSample(run_ns=0, wait_ns=0, runnable=True, cpu=1)
+    ran_on = runqueue.ThreadSample(run_ns=10_000_000, wait_ns=5_000_000, runnable=True, cpu=1)
+    steal = {0: 0, 1: 400_000_000}  # CPU 1 taken away for 400 ms of the window
+    assert runqueue.lost_ms(ran, ran_on, steal, window_ms=500.0) == 405.0
+    assert runqueue.lost_ms(ran, ran_on, steal, window_ms=300.0) == 300.0  # never more
+    on_other = runqueue.ThreadSample(run_ns=10_000_000, wait_ns=5_000_000, runnable=True, cpu=0)
+    assert runqueue.lost_ms(ran, on_other, steal, window_ms=500.0) == 5.0
+    asleep = runqueue.ThreadSample(run_ns=0, wait_ns=0, runnable=False, cpu=1)
+    assert runqueue.lost_ms(asleep, asleep, steal, window_ms=500.0) == 0.0
+
+
+def test_the_sampler_reads_every_thread_and_the_steal_of_every_cpu():
+    threads = runqueue._threads([os.getpid()])
+    assert threading.get_native_id() in threads
+    assert all(0 <= t.cpu < (os.cpu_count() or 1) for t in threads.values())
+    steal = runqueue._steal_ns()
+    assert not steal or set(steal) == set(range(len(steal)))

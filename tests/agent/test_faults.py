@@ -96,6 +96,9 @@ def test_blocking_call_stalls_the_event_loop(oracle_engines):
     assert own and max(own) >= 100, [
         (e.get("lag_ms"), e.get("starved_ms")) for e in run.of("loop_stall")
     ]
+    # and it says where the loop was: inside the speaker stage's synthesis
+    worst = max(run.of("loop_stall"), key=lambda e: e.get("lag_ms") - e.get("starved_ms"))
+    assert "stages.py" in (worst.get("where") or ""), worst
 
 
 def test_a_gil_holding_call_looks_like_the_host_to_the_agent_itself(oracle_engines):

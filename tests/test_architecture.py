@@ -122,6 +122,31 @@ def test_only_the_report_imports_allure_and_matplotlib():
     assert bad == []
 
 
+def test_the_observer_runs_in_a_framework_virtualenv():
+    """device.observer runs inside a Pipecat or LiveKit bot's own virtualenv, where none of
+    tympan's dependencies are: the standard library, the protocol and the emulator's
+    protocol engine only; each framework's module imports its own framework and no other."""
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    allowed = ("device.protocol", "device.emulator.device", "device.observer")
+    own = {
+        "device.observer.pipecat": {"pipecat"},
+        "device.observer.livekit": {"livekit"},
+        "device.observer.launch": {"pipecat", "livekit"},  # each inside its framework's hook
+    }
+    bad = sorted(
+        f"{m} imports {i}"
+        for m, names in IMPORTS.items()
+        if m.startswith("device.observer")
+        for i in names
+        if _top(i) not in stdlib
+        and not any(i == a or i.startswith(a + ".") for a in allowed)
+        and _top(i) not in own.get(m, set())
+    )
+    assert bad == []
+    # the emulator's engine may then never grow a dependency of its own
+    assert {_top(i) for i in IMPORTS["device.emulator.device"]} <= stdlib | {"device"}
+
+
 def _resolve(name: str) -> str | None:
     while name and name not in MODULES:
         name = name.rpartition(".")[0]

@@ -140,6 +140,8 @@ class VirtualDevice:
         drop_rate: fraction of sent frames dropped.
         seed: of the impairments' random numbers (None: random).
         capabilities: advertised in HELLO.
+        firmware, firmware_version: what HELLO names (a framework's observer names the
+            framework and its version).
     """
 
     def __init__(
@@ -151,8 +153,12 @@ class VirtualDevice:
         drop_rate: float = 0.0,
         seed: int | None = None,
         capabilities: tuple[str, ...] = ("events", "ping", "commands"),
+        firmware: str = FIRMWARE,
+        firmware_version: str = FIRMWARE_VERSION,
     ) -> None:
         self._write = write
+        self.firmware = firmware
+        self.firmware_version = firmware_version
         self.clock = DeviceClock(drift_ppm)
         self.link_noise = link_noise
         self.drop_rate = drop_rate
@@ -239,7 +245,9 @@ class VirtualDevice:
 
     def hello(self) -> Hello:
         """This device's HELLO."""
-        return Hello(FIRMWARE, FIRMWARE_VERSION, PROTOCOL_VERSION, self.capabilities, 1_000_000)
+        return Hello(
+            self.firmware, self.firmware_version, PROTOCOL_VERSION, self.capabilities, 1_000_000
+        )
 
     def emit(
         self, name: str, fields: Mapping[str, FieldValue], t_host_us: int | None = None

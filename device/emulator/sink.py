@@ -9,27 +9,13 @@ bridge's clock mapping end to end.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
-from typing import Any
 
 from device.agent.events import TelemetryEvent
 from device.emulator.device import VirtualDevice
-from device.protocol import EVENT_TYPES, FieldValue
-
-
-def wire_value(value: Any) -> FieldValue:
-    """A field value the protocol carries: bool/int/float/str/None as is, else JSON text."""
-    if value is None or isinstance(value, bool | int | float | str):
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            return str(value)
-        return value
-    try:
-        return json.dumps(value, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return str(value)
+from device.protocol import EVENT_TYPES, FieldValue, wire_value
 
 
 class ProtocolSink:

@@ -12,7 +12,7 @@ Pure Python, standard library only.
   `LogLevel`; constants `PROTOCOL_VERSION`, `MAX_FRAME_BYTES`.
 """
 
-from device.protocol.codec import decode, decode_payload, encode, fit_event
+from device.protocol.codec import decode, decode_payload, encode, fit_event, wire_value
 from device.protocol.errors import CrcError, FrameError, MessageError, ProtocolError
 from device.protocol.framing import (
     MAX_FRAME_BYTES,
@@ -75,4 +75,5 @@ __all__ = [
     "encode",
     "fit_event",
     "max_encoded_bytes",
+    "wire_value",
 ]

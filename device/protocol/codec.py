@@ -6,11 +6,13 @@ The byte layout of each message is in docs/protocol.md.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 from device.protocol.errors import FrameError, MessageError
 from device.protocol.framing import (
@@ -409,3 +411,15 @@ def is_nan_safe_equal(a: Message, b: Message) -> bool:
             == {k: (type(v), norm(v)) for k, v in b.fields.items()}
         )
     return a == b
+
+
+def wire_value(value: Any) -> FieldValue:
+    """A field value the protocol carries: bool/int/float/str/None as is, else JSON text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return str(value)
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        return str(value)

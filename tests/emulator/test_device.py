@@ -14,7 +14,7 @@ from device.emulator.device import (
     host_now_us,
     synthetic_fields,
 )
-from device.emulator.sink import ProtocolSink, wire_value
+from device.emulator.sink import ProtocolSink
 from device.protocol import (
     Ack,
     Boot,
@@ -27,6 +27,7 @@ from device.protocol import (
     StreamDecoder,
     decode,
     encode,
+    wire_value,
 )
 
 

@@ -341,7 +341,7 @@ def _queue_and_stalls(
         span = (float(t) - lag_ms / 1000.0, float(t)) if t is not None else None
         host_ms = stalls.host_share_ms(*span) if stalls is not None and span is not None else 0.0
         lags.append((max(0.0, lag_ms - host_ms), host_ms, span, e))
-    worst_own, *_ = max(lags, key=lambda x: x[0], default=(0.0, 0.0, None, None))
+    worst_own, _, _, worst_event = max(lags, key=lambda x: x[0], default=(0.0, 0.0, None, None))
     host = [h for _, h, _, _ in lags if h > 0]
     said = [float(e.get("starved_ms") or 0.0) for *_, e in lags]
     host_note = (
@@ -352,6 +352,9 @@ def _queue_and_stalls(
     )
     if any(x > 0 for x in said):
         host_note += f" (the device put up to {max(said):.0f} ms down to the host: not used)"
+    where = worst_event.get("where") if worst_event is not None else None
+    if where and worst_own > rules.max_loop_stall_ms:
+        host_note += f"; the device says its loop was at {where}"
     over = [x for x, *_ in lags if x > rules.max_loop_stall_ms]
     checks.append(
         Check(

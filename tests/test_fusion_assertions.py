@@ -127,7 +127,7 @@ def test_unbounded_queue_stall_and_audible_gap_are_caught():
     events = [
         *STREAMING,
         ev("queue_depth", 2.5, queue="tts", depth=12, bound=None),
-        ev("loop_stall", 2.6, lag_ms=350.0),
+        ev("loop_stall", 2.6, lag_ms=350.0, where="stages.py:282 _speak < tts.py:48 synthesize"),
     ]
     turn = Turn(metrics(gaps_ms=[120.0, 480.0], segments=[[2.7, 3], [3.12, 4], [4.48, 5]]), events)
     failed = {c.name: c.message for c in check_chunking(turn) if not c.passed}
@@ -138,6 +138,8 @@ def test_unbounded_queue_stall_and_audible_gap_are_caught():
     }
     assert "tts queue depth 12 above its bound 4" in failed["TTS queue bounded (back-pressure)"]
     assert "480 ms" in failed["no audible stall inside the reply"]
+    # where the device says its loop was goes with the failure (the why, not the verdict)
+    assert "loop was at stages.py:282 _speak" in failed["no event-loop stall"]
 
 
 def host_stalls(*spans, in_process=False, shares=False, paced=True):

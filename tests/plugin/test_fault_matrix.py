@@ -120,12 +120,17 @@ class Matrix:
 
 PHASES = (
     ("clean", ("token-tts", "unbounded-queue", "gil-holding-call")),
-    ("rerun", ("blocking-call", "no-cancel", "gil-loopback")),
-    ("slow", ("partial-to-llm", "stale-audio")),
+    ("rerun", ("blocking-call", "no-cancel")),
+    ("slow", ("partial-to-llm", "stale-audio", "gil-loopback")),
 )
 """Each compared run (7 turns, ~100 s) with the fault runs (1-2 turns, 20-65 s each) that
 play one after the other beside it; a phase ends when all its runs have. The GIL runs
-beside a CPU hog play last, two at a time."""
+beside a CPU hog play last, two at a time. The loopback GIL fault plays beside the slowed
+agent, not beside the clean rerun: beside it, twice (a fresh clone at 15e767e, and at
+f0f7dbd), the clean agent's loop lagged 363-534 ms on its 200 ms barge-in turn with neither
+tympan's probe nor the kernel's run-queue and steal counts showing the host's hand (six
+more trials of that turn beside it: under 70 ms). What it waited on is not known; the
+agent's loop_stall now names where its loop was (``where``)."""
 
 
 @contextlib.contextmanager

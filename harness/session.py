@@ -257,7 +257,7 @@ class HarnessSession:
             out=self.out_dir / "turns" / slug(name),
             name=name,
             probe=self.host_probe,
-            bridge=self.bridge if self.dut_spec.serial_url else None,
+            bridge=self.bridge if self._has_bridge else None,
             own_queue=self.own_queue,
             dut_queue=self._dut_queue,
         )
@@ -298,6 +298,12 @@ class HarnessSession:
             lost_audio=played.lost_audio,
         )
         return outcome
+
+    @property
+    def _has_bridge(self) -> bool:
+        """The DUT's telemetry comes over a device bridge (``,serial=URL``, or a framework
+        observer's socket the DUT opened)."""
+        return bool(self.dut_spec.serial_url) or getattr(self.dut, "bridge", None) is not None
 
     @property
     def bridge(self) -> Any:

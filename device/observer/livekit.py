@@ -17,6 +17,7 @@ session emitted the event:
 | user_input_transcribed | asr_partial / asr_final |
 | agent_state_changed -> thinking | llm_request |
 | agent_state_changed -> speaking / speaking -> | playback_start / playback_end |
+| agent_state_changed speaking -> after a barge_in | cancel_done |
 
 and, per reply, LiveKit's own figures from the assistant message's ``metrics``
 (``e2e_latency``: "from when the user finished speaking to when the agent began responding")
@@ -48,14 +49,19 @@ class _SessionObserver:
         self.out = out
         self.turn = 0
         self.agent_now = "initializing"
+        self.reply_turn = 0  # the user turn the reply being spoken answers
+        self.interrupted = False
         self.user_figures: dict[str, float] = {}
 
     def user_state(self, ev: Any) -> None:
         if ev.new_state == "speaking":
             self.turn = self.out.new_turn()
             self.out.emit("vad_speech_start", turn=self.turn)
-            if self.agent_now == "speaking":
-                self.out.emit("barge_in", turn=self.turn - 1, new_turn=self.turn, state="speaking")
+            if self.agent_now == "speaking" and not self.interrupted:
+                self.interrupted = True
+                self.out.emit(
+                    "barge_in", turn=self.reply_turn, new_turn=self.turn, state="speaking"
+                )
         elif ev.old_state == "speaking":
             self.out.emit("vad_speech_end", turn=self.turn)
 
@@ -64,9 +70,13 @@ class _SessionObserver:
         if ev.new_state == "thinking":
             self.out.emit("llm_request", turn=self.turn, partial=False, speculative=False)
         elif ev.new_state == "speaking":
+            self.reply_turn = self.turn
             self.out.emit("playback_start", turn=self.turn)
         if ev.old_state == "speaking" and ev.new_state != "speaking":
-            self.out.emit("playback_end", turn=self.turn)
+            self.out.emit("playback_end", turn=self.reply_turn)
+            if self.interrupted:
+                self.interrupted = False
+                self.out.emit("cancel_done", turn=self.reply_turn, merged_with_previous=False)
 
     def transcribed(self, ev: Any) -> None:
         name = "asr_final" if ev.is_final else "asr_partial"

@@ -22,6 +22,7 @@ frame was pushed (the pipeline clock, mapped to host monotonic time):
 | first TTSAudioRawFrame after TTSStartedFrame | tts_first_audio |
 | BotStartedSpeakingFrame / BotStoppedSpeakingFrame | playback_start / playback_end |
 | InterruptionFrame while the bot speaks | barge_in |
+| BotStoppedSpeakingFrame after that | cancel_done (the output transport let go of the reply) |
 
 and, per reply, Pipecat's own latency figure (`UserBotLatencyObserver`'s
 ``on_latency_measured``: from the VAD's estimate of when the user stopped to
@@ -52,6 +53,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.observers.base_observer import FramePushed
 from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver
+from pipecat.processors.frame_processor import FrameDirection
 
 from device.observer.core import Observer, current
 
@@ -80,6 +82,8 @@ class TympanObserver(UserBotLatencyObserver):
         self._clock_start_ns: int | None = None
         self._turn = 0
         self._speaking = False
+        self._reply_turn = 0  # the user turn the reply being spoken answers
+        self._interrupted = False
         self._awaiting_token = False
         self._awaiting_audio = False
         self._latency_ms: float | None = None
@@ -99,7 +103,11 @@ class TympanObserver(UserBotLatencyObserver):
     async def on_push_frame(self, data: FramePushed) -> None:
         await super().on_push_frame(data)
         out, frame = self._out, data.frame
-        if out is None or frame.id in self._frames_sent:
+        # Pipecat broadcasts system frames as two instances, one each way: the downstream
+        # one is the one (its own latency observer reads the same)
+        if out is None or data.direction != FrameDirection.DOWNSTREAM:
+            return
+        if frame.id in self._frames_sent:
             return
         self._frames_sent.add(frame.id)
         if len(self._frames_sent) > 4096:  # frames in flight are few; forget the old ones
@@ -129,13 +137,17 @@ class TympanObserver(UserBotLatencyObserver):
             self._awaiting_audio = False
             out.emit("tts_first_audio", t_us, turn=turn)
         elif isinstance(frame, BotStartedSpeakingFrame):
-            self._speaking = True
+            self._speaking, self._reply_turn = True, turn
             out.emit("playback_start", t_us, turn=turn)
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._speaking = False
-            out.emit("playback_end", t_us, turn=turn)
-        elif isinstance(frame, InterruptionFrame) and self._speaking:
-            out.emit("barge_in", t_us, turn=turn - 1, new_turn=turn, state="speaking")
+            out.emit("playback_end", t_us, turn=self._reply_turn)
+            if self._interrupted:
+                self._interrupted = False
+                out.emit("cancel_done", t_us, turn=self._reply_turn, merged_with_previous=False)
+        elif isinstance(frame, InterruptionFrame) and self._speaking and not self._interrupted:
+            self._interrupted = True
+            out.emit("barge_in", t_us, turn=self._reply_turn, new_turn=turn, state="speaking")
 
     async def _on_latency(self, _observer: Any, latency_s: float) -> None:
         self._latency_ms = latency_s * 1000.0

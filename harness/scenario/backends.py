@@ -18,7 +18,10 @@ from harness.errors import InputError
 ENTRY_POINT_GROUP = "tympan.duts"
 """The entry-point group DUT backends register in (pyproject.toml)."""
 
-BUILTIN_KINDS = ("scripted", "jack", "cmd")
+FRAMEWORK_KINDS = ("pipecat", "livekit")
+"""Voice-agent frameworks whose bots the harness starts itself (`harness.scenario.frameworks`)."""
+
+BUILTIN_KINDS = ("scripted", "jack", "cmd", *FRAMEWORK_KINDS)
 """DUT kinds the harness itself knows (no backend object)."""
 
 _LOADED: dict[str, Any] = {}

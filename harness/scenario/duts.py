@@ -7,9 +7,11 @@
 | ``reference[:fault=NAME]`` | loopback | ``python -m device.agent.live`` as a subprocess, wired |
 | ``jack:CLIENT`` | loopback | an already running JACK client, wired by name |
 | ``cmd:"COMMAND"`` | loopback | COMMAND started (own process group); its new JACK client wired |
+| ``pipecat:BOT.py`` | loopback | the bot, unmodified, in its framework's Python, observed |
+| ``livekit:AGENT.py`` | loopback | the agent in console mode, the same way |
 
-``scripted``, ``jack`` and ``cmd`` are the harness's own. Every other kind is looked up by
-name in the ``tympan.duts`` entry-point group (``reference`` is
+``scripted``, ``jack``, ``cmd`` and the frameworks are the harness's own. Every other kind is
+looked up by name in the ``tympan.duts`` entry-point group (``reference`` is
 ``device.agent.tympan_dut:backend``; the shape a backend object has is documented there), so
 the harness never imports `device.agent`.
 
@@ -33,6 +35,7 @@ from typing import Any
 
 from harness.rigs.base import RigUnavailable
 from harness.scenario.backends import (
+    FRAMEWORK_KINDS,
     DutSpecError,
     load_backend,
 )
@@ -182,6 +185,9 @@ class Dut:
         self._closed = False
         self.pid: int | None = None
         """PID of the process this DUT started, if any."""
+        self.bridge: Any = None
+        """The device bridge to the DUT's telemetry when the DUT opened one itself (a
+        framework's observer); else the session opens one for ``,serial=URL``."""
 
     def drain_events(self) -> list[dict[str, Any]]:
         """Telemetry received since the last call: ``{"event", "t_us", ...fields}`` with
@@ -248,6 +254,8 @@ def open_dut(
         return _open_jack(spec, rig, start_timeout_s)
     if spec.kind == "cmd":
         return _open_cmd(spec, rig, log_dir, start_timeout_s)
+    if spec.kind in FRAMEWORK_KINDS:
+        return _open_framework(spec, rig, log_dir, max(start_timeout_s, FRAMEWORK_START_S))
     return _open_backend_process(spec, rig, log_dir, start_timeout_s)
 
 
@@ -333,24 +341,14 @@ def _open_cmd(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) -> Dut:
     dut._closers.append(proc.stop)
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
-            new = []
-            for name in sorted(_clients(rig) - before):
-                ports = rig.client.get_ports("^" + name + ":", is_audio=True)
-                if any(p.is_input for p in ports) and any(p.is_output for p in ports):
-                    new.append(name)
-            if new:
-                break
-            if proc.proc.poll() is not None:
-                raise DutError(proc.failure("the DUT command ended before its JACK client came up"))
-            if time.monotonic() > deadline:
-                raise DutError(
-                    proc.failure(
-                        f"no new JACK client with audio input and output ports appeared on "
-                        f"server {rig.server_name!r} within {timeout_s:g} s"
-                    )
-                )
-            time.sleep(0.05)
+        new = _wait_for(
+            lambda: [n for n in sorted(_clients(rig) - before) if _has_ports(rig, n)],
+            proc,
+            deadline,
+            ended="the DUT command ended before its JACK client came up",
+            missing=f"no new JACK client with audio input and output ports appeared on "
+            f"server {rig.server_name!r} within {timeout_s:g} s",
+        )
         if len(new) > 1:
             raise DutError(
                 f"the DUT command {spec.command!r} brought up {len(new)} JACK clients "
@@ -394,3 +392,129 @@ def _open_backend_process(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: flo
         dut.close()
         raise
     return dut
+
+
+FRAMEWORK_START_S = 180.0
+"""How long a framework's bot may take to open its audio (it imports the framework and
+loads its models first: 20-60 s on a busy 2-core machine)."""
+
+FRAMEWORK_ARGS = {"pipecat": (), "livekit": ("console",)}
+"""What the bot's script is given: LiveKit agents run their console mode offline."""
+
+
+def framework_python(kind: str, option: str | None) -> Path:
+    """The Python of the framework's virtualenv: ``python=`` of the spec, else
+    ``TYMPAN_<KIND>_PYTHON``, else ``.venv-<kind>/bin/python`` of this checkout (what
+    ``make setup`` makes)."""
+    root = Path(__file__).resolve().parents[2]
+    chosen = option or os.environ.get(f"TYMPAN_{kind.upper()}_PYTHON")
+    path = Path(chosen) if chosen else root / f".venv-{kind}" / "bin" / "python"
+    if not path.is_file():
+        how = (
+            f"scripts/setup_{kind}.sh (make setup runs it)"
+            if not chosen
+            else "check the python= option or the environment variable"
+        )
+        raise DutError(
+            f"--dut {kind}:...: no Python for {kind} bots at {path}; create it with {how}, "
+            f"or name one with ,python=PATH"
+        )
+    return path
+
+
+def _observer_path(log_dir: Path) -> Path:
+    """A folder holding only tympan's `device` package (a symlink), for the bot's
+    PYTHONPATH: the observer and the protocol, and none of the harness's dependencies."""
+    folder = log_dir / "observer-path"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "device"
+    if not link.exists():
+        link.symlink_to(Path(__file__).resolve().parents[2] / "device", target_is_directory=True)
+    return folder
+
+
+def _open_framework(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) -> Dut:
+    """Start a framework's bot through `device.observer.launch` (its JACK client named, its
+    framework observed), wire its client, and open the bridge to its observer."""
+    kind = spec.kind
+    script = Path(spec.command or "")
+    if not script.is_file():
+        raise DutSpecError(f"--dut {spec.text!r}: {script}: no such file (the bot's script)")
+    python = framework_python(kind, spec.option("python"))
+    _COUNTER[0] += 1
+    client = f"{kind}-dut-{os.getpid()}-{_COUNTER[0]}"
+    env = _dut_env(rig)
+    env["TYMPAN_JACK_CLIENT"] = client
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_observer_path(log_dir)), env.get("PYTHONPATH", "")) if p
+    )
+    env.setdefault("HF_HUB_OFFLINE", "1")  # offline at run time: a download is an error
+    argv = [str(python), "-m", "device.observer.launch", "--framework", kind]
+    argv += ["--jack-name", client, str(script), *FRAMEWORK_ARGS[kind]]
+    info = {"kind": kind, "script": str(script), "client": client, "python": str(python)}
+    before = _clients(rig)
+    proc = _Process(argv, log_dir, kind, env=env, ready_prefix="tympan-observer:")
+    dut = Dut(spec, client, info)
+    dut.pid = proc.proc.pid
+    dut._closers.append(proc.stop)
+    try:
+        deadline = time.monotonic() + timeout_s
+        if not proc.ready.wait(timeout_s) or not proc.ready_line:
+            raise DutError(proc.failure(f"no 'tympan-observer:' line within {timeout_s:g} s"))
+        url = proc.ready_line.split(":", 1)[1].strip()
+        from device.bridge import DeviceBridge
+
+        bridge = DeviceBridge(url, log_dir=log_dir / "serial")
+        bridge.open()
+        dut._closers.append(bridge.close)
+        dut.bridge = bridge
+        hello = bridge.hello
+        if hello is not None:
+            dut.info["version"] = hello.firmware_version
+        # the launcher named PortAudio's client; a bot that names its own is found as the
+        # one new client with ports (as for cmd:)
+        found = _wait_for(
+            lambda: (
+                [client]
+                if _has_ports(rig, client)
+                else [n for n in sorted(_clients(rig) - before) if _has_ports(rig, n)]
+            ),
+            proc,
+            deadline,
+            ended=f"the {kind} bot ended before its JACK client came up",
+            missing=f"the {kind} bot's JACK client ({client!r}, or any new one) has no audio "
+            f"input and output ports on server {rig.server_name!r} after {timeout_s:g} s",
+        )
+        if len(found) > 1:
+            raise DutError(
+                f"the {kind} bot brought up {len(found)} JACK clients ({', '.join(found)}); "
+                f"expected one"
+            )
+        dut.name = found[0]
+        dut.info["client"] = found[0]
+        _wire(dut, rig, found[0], max(5.0, deadline - time.monotonic()))
+    except BaseException:
+        dut.close()
+        raise
+    return dut
+
+
+def _wait_for(
+    found: Callable[[], Any], proc: _Process, deadline: float, *, ended: str, missing: str
+) -> Any:
+    """Poll `found` until it returns something true (returned), the process ends or the
+    monotonic `deadline` passes (`DutError` with `ended` / `missing` and the DUT's logs)."""
+    while True:
+        got = found()
+        if got:
+            return got
+        if proc.proc.poll() is not None:
+            raise DutError(proc.failure(ended))
+        if time.monotonic() > deadline:
+            raise DutError(proc.failure(missing))
+        time.sleep(0.05)
+
+
+def _has_ports(rig: Any, client: str) -> bool:
+    ports = rig.client.get_ports("^" + client + ":", is_audio=True)
+    return any(p.is_input for p in ports) and any(p.is_output for p in ports)

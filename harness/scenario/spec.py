@@ -7,6 +7,8 @@ Forms (each optionally followed by ``,serial=URL`` for a telemetry link)::
     scripted                    the sim rig's own profile DUT ([sim] dut), faster than real time
     jack:CLIENT                 an already running JACK client, wired by name (loopback)
     cmd:"COMMAND ARGS"          start COMMAND, wait for its new JACK client, wire it (loopback)
+    pipecat:BOT.py[,python=PY]  a Pipecat bot, unmodified, observed (loopback; frameworks.py)
+    livekit:AGENT.py[,python=PY] a LiveKit Agents agent in console mode, the same way
 
 Other backends registered under the ``tympan.duts`` entry-point group take the reference
 form: ``NAME[:KEY=VALUE,...]``.
@@ -18,7 +20,12 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from harness.scenario.backends import DutSpecError, backend_names, load_backend
+from harness.scenario.backends import (
+    FRAMEWORK_KINDS,
+    DutSpecError,
+    backend_names,
+    load_backend,
+)
 
 __all__ = ["FORMS", "DutSpec", "DutSpecError", "parse_dut_spec"]
 
@@ -29,6 +36,8 @@ FORMS = (
     "scripted",
     "jack:CLIENT",
     'cmd:"COMMAND ARGS"',
+    "pipecat:BOT.py[,python=PY]",
+    "livekit:AGENT.py[,python=PY]",
 )
 """The spec forms, as error messages list them."""
 
@@ -37,9 +46,10 @@ FORMS = (
 class DutSpec:
     """A parsed DUT spec.
 
-    kind: "reference", "scripted", "jack", "cmd" or another registered backend's name.
-    text: the spec as given. client: the JACK client name (jack). command: the command line
-    (cmd) and argv its shlex split. options: ``(key, value)`` pairs of a backend (e.g.
+    kind: "reference", "scripted", "jack", "cmd", "pipecat", "livekit" or another
+    registered backend's name. text: the spec as given. client: the JACK client name (jack).
+    command: the command line (cmd) or the bot's script (pipecat, livekit), and argv its
+    shlex split. options: ``(key, value)`` pairs of a backend (e.g.
     ``(("fault", "no-cancel"),)``). serial_url: the telemetry link's pyserial URL, or None.
     """
 
@@ -83,6 +93,8 @@ def parse_dut_spec(text: str) -> DutSpec:
     kind, sep, rest = s.partition(":")
     if kind == "cmd" and sep:
         return _parse_cmd(raw, rest)
+    if kind in FRAMEWORK_KINDS:
+        return _parse_framework(raw, kind, rest if sep else "")
     m = _SERIAL.search(s)
     if m:
         serial = m.group("url")
@@ -169,6 +181,34 @@ def _parse_cmd(raw: str, rest: str) -> DutSpec:
     if not argv:
         raise DutSpecError(f"--dut {raw!r}: cmd: the command is empty; {_expected()}")
     return DutSpec("cmd", raw, command=command, argv=argv, serial_url=serial)
+
+
+def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
+    """``KIND:SCRIPT[,python=PY][,serial=URL]``: a framework's bot script, the Python of the
+    framework's virtualenv (default: the one `make setup` made, see frameworks.py)."""
+    script, *items = [part.strip() for part in rest.split(",")]
+    if not script:
+        raise DutSpecError(
+            f"--dut {raw!r}: {kind}: needs the bot's script (e.g. "
+            f"{kind}:examples/{kind}_{'bot/bot' if kind == 'pipecat' else 'agent/agent'}.py); "
+            f"{_expected()}"
+        )
+    options: list[tuple[str, str]] = []
+    serial = None
+    for item in items:
+        key, eq, value = (x.strip() for x in item.partition("="))
+        if key == "serial" and eq and value:
+            serial = value
+        elif key == "python" and eq and value:
+            options.append((key, value))
+        else:
+            raise DutSpecError(
+                f"--dut {raw!r}: {kind}: unknown option {item!r} (options: python=PATH); "
+                f"{_expected()}"
+            )
+    return DutSpec(
+        kind, raw, command=script, argv=(script,), options=tuple(options), serial_url=serial
+    )
 
 
 def _unquote(text: str, quote: str) -> tuple[str, int]:

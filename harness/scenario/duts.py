@@ -349,16 +349,7 @@ def _open_cmd(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) -> Dut:
             missing=f"no new JACK client with audio input and output ports appeared on "
             f"server {rig.server_name!r} within {timeout_s:g} s",
         )
-        if len(new) > 1:
-            raise DutError(
-                f"the DUT command {spec.command!r} brought up {len(new)} JACK clients "
-                f"({', '.join(new)}); expected one (use jack:CLIENT to pick one)"
-            )
-        dut.name = new[0]
-        dut.info["client"] = new[0]
-        # its ports exist before it activates (an agent loads its engines first): the
-        # wiring waits for that within what is left of the start timeout
-        _wire(dut, rig, new[0], max(5.0, deadline - time.monotonic()))
+        _wire_the_one(dut, rig, new, f"the DUT command {spec.command!r}", deadline)
     except BaseException:
         dut.close()
         raise
@@ -485,18 +476,25 @@ def _open_framework(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) ->
             missing=f"the {kind} bot's JACK client ({client!r}, or any new one) has no audio "
             f"input and output ports on server {rig.server_name!r} after {timeout_s:g} s",
         )
-        if len(found) > 1:
-            raise DutError(
-                f"the {kind} bot brought up {len(found)} JACK clients ({', '.join(found)}); "
-                f"expected one"
-            )
-        dut.name = found[0]
-        dut.info["client"] = found[0]
-        _wire(dut, rig, found[0], max(5.0, deadline - time.monotonic()))
+        _wire_the_one(dut, rig, found, f"the {kind} bot", deadline)
     except BaseException:
         dut.close()
         raise
     return dut
+
+
+def _wire_the_one(dut: Dut, rig: Any, clients: list[str], what: str, deadline: float) -> None:
+    """Name `dut` after the one JACK client it brought up and wire it. Its ports exist
+    before it activates (an agent loads its engines first): the wiring waits for that
+    within what is left of the start timeout (monotonic `deadline`)."""
+    if len(clients) > 1:
+        raise DutError(
+            f"{what} brought up {len(clients)} JACK clients ({', '.join(clients)}); "
+            "expected one (use jack:CLIENT to pick one)"
+        )
+    dut.name = clients[0]
+    dut.info["client"] = clients[0]
+    _wire(dut, rig, clients[0], max(5.0, deadline - time.monotonic()))
 
 
 def _wait_for(

@@ -5,7 +5,9 @@ Built the way LiveKit's examples build one (examples/voice_agents/basic_agent.py
 starts an ``AgentSession``, and ``cli.run_app``. The engines are local (local_engines.py):
 faster-whisper tiny.en, a scripted LLM (150 ms to the first token), piper with the joe voice.
 
-    python examples/livekit_agent/agent.py console [--jack-name NAME] [LIVEKIT OPTIONS]
+    python examples/livekit_agent/agent.py console [--jack-name NAME] [--turn-detection eot|vad]
+                                                   [LIVEKIT CONSOLE OPTIONS]
+    python examples/livekit_agent/agent.py jack    [--jack-name NAME] [--turn-detection eot|vad]
 
 ``console`` is LiveKit's own console mode (livekit-agents 1.8: ``cli/_legacy.py``): no
 LiveKit server, no room, no network; it plays and records through sounddevice (PortAudio).
@@ -22,7 +24,13 @@ LiveKit:
 
 LiveKit's console opens its streams at 24000 Hz (hard-coded) and PortAudio's JACK host API
 does not resample: the JACK server must run at 24 kHz (``loopback-24k.toml`` here). On a
-48 kHz server the console cannot open its streams; this file says so before LiveKit fails.
+48 kHz server the console cannot open its streams; this file says so before LiveKit fails
+(exit status 2; LiveKit itself shuts down and exits with status 0).
+
+``jack`` is the closest thing on a 48 kHz server (tympan's ``--rig loopback``): the same
+``AgentSession``, started without LiveKit's CLI or worker, its audio through LiveKit's
+``io.AudioInput`` / ``io.AudioOutput`` extension points on one sounddevice duplex stream at
+the device's rate (jack_io.py says what differs from the console). Ends on SIGTERM/SIGINT.
 
 Offline settings (the only departures from LiveKit's defaults):
 
@@ -37,10 +45,12 @@ Offline settings (the only departures from LiveKit's defaults):
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -95,10 +105,11 @@ def name_jack_client(name: str) -> str | None:
     return libname
 
 
-def use_jack_device(libname: str | None) -> tuple[str, bool]:
+def use_jack_device(libname: str | None, mode: str) -> tuple[str, bool]:
     """Make the JACK host API's device sounddevice's default when a JACK server answers.
 
-    Returns what was found, and False when LiveKit's console could not open that device.
+    Returns what was found, and False when LiveKit's console could not open that device
+    (``mode`` "console"; the ``jack`` mode opens it at its own rate).
     """
     import sounddevice as sd
 
@@ -113,7 +124,7 @@ def use_jack_device(libname: str | None) -> tuple[str, bool]:
     info = sd.query_devices(device[0])
     rate = int(info["default_samplerate"])
     note = f"JACK device {info['name']!r} at {rate} Hz, client {JACK_NAME!r}"
-    if rate == CONSOLE_RATE_HZ:
+    if rate == CONSOLE_RATE_HZ or mode != "console":
         return note, True
     return (
         f"{note}: LiveKit's console opens its streams at {CONSOLE_RATE_HZ} Hz and PortAudio's "
@@ -128,11 +139,13 @@ TURN_DETECTION, _ARGV = _take_option(_ARGV, "--turn-detection", "eot")
 if TURN_DETECTION not in ("eot", "vad"):
     sys.exit(f"--turn-detection {TURN_DETECTION!r}: expected eot or vad")
 _LIB = name_jack_client(JACK_NAME)
-if _ARGV[:1] == ["console"] and not any(a.startswith("--list-devices") for a in _ARGV):
-    _note, _usable = use_jack_device(_LIB)
+MODE = _ARGV[0] if _ARGV else ""
+if MODE in ("console", "jack") and not any(a.startswith("--list-devices") for a in _ARGV):
+    _note, _usable = use_jack_device(_LIB, MODE)
     print(f"audio: {_note}", flush=True)
     if not _usable:
         # LiveKit would open the streams, fail, shut the worker down and exit with status 0
+        print(f"{sys.argv[0]}: cannot run the console here: {_note}", file=sys.stderr)
         sys.exit(2)
 sys.argv[1:] = _ARGV
 
@@ -173,13 +186,12 @@ def prewarm(proc: JobProcess) -> None:
 server.setup_fnc = prewarm
 
 
-@server.rtc_session()
-async def entrypoint(ctx: JobContext) -> None:
+def build_session(vad: silero.VAD, stt: WhisperSTT, tts: PiperTTS) -> AgentSession:
     session: AgentSession = AgentSession(
-        vad=ctx.proc.userdata["vad"],
-        stt=ctx.proc.userdata["stt"],
+        vad=vad,
+        stt=stt,
         llm=ScriptedLLM(),
-        tts=ctx.proc.userdata["tts"],
+        tts=tts,
         turn_handling={
             "turn_detection": (
                 inference.TurnDetector(version="v1-mini") if TURN_DETECTION == "eot" else "vad"
@@ -192,15 +204,55 @@ async def entrypoint(ctx: JobContext) -> None:
     def _on_metrics_collected(ev: MetricsCollectedEvent) -> None:
         metrics.log_metrics(ev.metrics)
 
-    await session.start(agent=Assistant(), room=ctx.room)
-    print(
-        f"ready: livekit-agents {__version__} console, JACK client {JACK_NAME!r} on server "
-        f"{os.environ.get('JACK_DEFAULT_SERVER', 'default')!r}, stt faster-whisper tiny.en "
-        f"({ctx.proc.userdata['stt'].model_path}), tts piper joe, vad silero, turn detection "
-        f"{TURN_DETECTION}",
-        flush=True,
+    return session
+
+
+def ready_line(mode: str, stt: WhisperSTT, extra: str = "") -> str:
+    return (
+        f"ready: livekit-agents {__version__} {mode}, JACK client {JACK_NAME!r} on server "
+        f"{os.environ.get('JACK_DEFAULT_SERVER', 'default')!r}{extra}, stt faster-whisper "
+        f"tiny.en ({stt.model_path}), tts piper joe, vad silero, turn detection {TURN_DETECTION}"
     )
 
 
+@server.rtc_session()
+async def entrypoint(ctx: JobContext) -> None:
+    stt = ctx.proc.userdata["stt"]
+    session = build_session(ctx.proc.userdata["vad"], stt, ctx.proc.userdata["tts"])
+    await session.start(agent=Assistant(), room=ctx.room)
+    print(ready_line("console", stt), flush=True)
+
+
+async def run_jack() -> None:
+    """The same session without LiveKit's CLI: audio through jack_io's AudioInput/Output."""
+    from jack_io import DuplexJackStream
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    vad, stt, tts = silero.VAD.load(), WhisperSTT(), PiperTTS()
+    stream = DuplexJackStream(loop)
+    session = build_session(vad, stt, tts)
+    session.input.audio = stream.input
+    session.output.audio = stream.output
+    await session.start(agent=Assistant())
+    stream.start()
+    extra = f" at {stream.rate} Hz, block {stream.blocksize}, latency {stream.latency}"
+    print(ready_line("jack (AudioInput/AudioOutput)", stt, extra), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await session.aclose()
+        stream.close()
+    print("stopped", flush=True)
+
+
 if __name__ == "__main__":
-    cli.run_app(server)
+    if MODE == "jack":
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        asyncio.run(run_jack())
+    else:
+        cli.run_app(server)

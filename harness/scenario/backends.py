@@ -21,6 +21,10 @@ ENTRY_POINT_GROUP = "tympan.duts"
 FRAMEWORK_KINDS = ("pipecat", "livekit")
 """Voice-agent frameworks whose bots the harness starts itself (`harness.scenario.frameworks`)."""
 
+FRAMEWORK_ARGS: dict[str, tuple[str, ...]] = {"pipecat": (), "livekit": ("console",)}
+"""A framework bot's arguments when the spec names none: a LiveKit agent runs its CLI's
+console mode (offline, no LiveKit server)."""
+
 BUILTIN_KINDS = ("scripted", "jack", "cmd", *FRAMEWORK_KINDS)
 """DUT kinds the harness itself knows (no backend object)."""
 

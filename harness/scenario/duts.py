@@ -389,9 +389,6 @@ FRAMEWORK_START_S = 180.0
 """How long a framework's bot may take to open its audio (it imports the framework and
 loads its models first: 20-60 s on a busy 2-core machine)."""
 
-FRAMEWORK_ARGS = {"pipecat": (), "livekit": ("console",)}
-"""What the bot's script is given: LiveKit agents run their console mode offline."""
-
 
 def framework_python(kind: str, option: str | None) -> Path:
     """The Python of the framework's virtualenv: ``python=`` of the spec, else
@@ -441,8 +438,9 @@ def _open_framework(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) ->
     )
     env.setdefault("HF_HUB_OFFLINE", "1")  # offline at run time: a download is an error
     argv = [str(python), "-m", "device.observer.launch", "--framework", kind]
-    argv += ["--jack-name", client, str(script), *FRAMEWORK_ARGS[kind]]
+    argv += ["--jack-name", client, str(script), *spec.argv[1:]]
     info = {"kind": kind, "script": str(script), "client": client, "python": str(python)}
+    info["args"] = " ".join(spec.argv[1:])
     before = _clients(rig)
     proc = _Process(argv, log_dir, kind, env=env, ready_prefix="tympan-observer:")
     dut = Dut(spec, client, info)

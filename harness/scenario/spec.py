@@ -7,8 +7,8 @@ Forms (each optionally followed by ``,serial=URL`` for a telemetry link)::
     scripted                    the sim rig's own profile DUT ([sim] dut), faster than real time
     jack:CLIENT                 an already running JACK client, wired by name (loopback)
     cmd:"COMMAND ARGS"          start COMMAND, wait for its new JACK client, wire it (loopback)
-    pipecat:BOT.py[,python=PY]  a Pipecat bot, unmodified, observed (loopback; frameworks.py)
-    livekit:AGENT.py[,python=PY] a LiveKit Agents agent in console mode, the same way
+    pipecat:BOT.py[,python=PY][,args="A B"]   a Pipecat bot, unmodified, observed (loopback)
+    livekit:AGENT.py[,python=PY][,args="A B"] a LiveKit agent (default args: console), the same
 
 Other backends registered under the ``tympan.duts`` entry-point group take the reference
 form: ``NAME[:KEY=VALUE,...]``.
@@ -21,6 +21,7 @@ import shlex
 from dataclasses import dataclass
 
 from harness.scenario.backends import (
+    FRAMEWORK_ARGS,
     FRAMEWORK_KINDS,
     DutSpecError,
     backend_names,
@@ -36,8 +37,8 @@ FORMS = (
     "scripted",
     "jack:CLIENT",
     'cmd:"COMMAND ARGS"',
-    "pipecat:BOT.py[,python=PY]",
-    "livekit:AGENT.py[,python=PY]",
+    "pipecat:BOT.py[,python=PY][,args=ARGS]",
+    "livekit:AGENT.py[,python=PY][,args=ARGS]",
 )
 """The spec forms, as error messages list them."""
 
@@ -184,8 +185,9 @@ def _parse_cmd(raw: str, rest: str) -> DutSpec:
 
 
 def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
-    """``KIND:SCRIPT[,python=PY][,serial=URL]``: a framework's bot script, the Python of the
-    framework's virtualenv (default: the one `make setup` made, see frameworks.py)."""
+    """``KIND:SCRIPT[,python=PY][,args=ARGS][,serial=URL]``: a framework's bot script, the
+    Python of the framework's virtualenv (default: the one `make setup` made, see
+    `harness.scenario.duts.framework_python`) and the script's arguments (shell words)."""
     script, *items = [part.strip() for part in rest.split(",")]
     if not script:
         raise DutSpecError(
@@ -199,15 +201,25 @@ def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
         key, eq, value = (x.strip() for x in item.partition("="))
         if key == "serial" and eq and value:
             serial = value
-        elif key == "python" and eq and value:
+        elif key in ("python", "args") and eq and value:
             options.append((key, value))
         else:
             raise DutSpecError(
-                f"--dut {raw!r}: {kind}: unknown option {item!r} (options: python=PATH); "
-                f"{_expected()}"
+                f"--dut {raw!r}: {kind}: unknown option {item!r} (options: python=PATH, "
+                f"args=ARGS); {_expected()}"
             )
+    args = dict(options).get("args")
+    try:
+        words = tuple(shlex.split(args)) if args is not None else FRAMEWORK_ARGS[kind]
+    except ValueError as exc:
+        raise DutSpecError(f"--dut {raw!r}: cannot split args: {exc}; {_expected()}") from None
     return DutSpec(
-        kind, raw, command=script, argv=(script,), options=tuple(options), serial_url=serial
+        kind,
+        raw,
+        command=script,
+        argv=(script, *words),
+        options=tuple(options),
+        serial_url=serial,
     )
 
 

@@ -45,6 +45,21 @@ def test_good_specs(text, expected):
     assert spec.fault == dict(expected.options).get("fault")
 
 
+def test_a_framework_bot_is_its_script_and_arguments():
+    bot = parse_dut_spec("pipecat:examples/pipecat_bot/bot.py")
+    assert (bot.kind, bot.command, bot.argv) == (
+        "pipecat",
+        "examples/pipecat_bot/bot.py",
+        ("examples/pipecat_bot/bot.py",),
+    )
+    agent = parse_dut_spec("livekit:agent.py")
+    assert agent.argv == ("agent.py", "console")  # LiveKit's own offline mode by default
+    own = parse_dut_spec("livekit:agent.py,python=/opt/lk/bin/python,args=jack --x 'a b'")
+    assert own.argv == ("agent.py", "jack", "--x", "a b")
+    assert own.option("python") == "/opt/lk/bin/python"
+    assert parse_dut_spec("pipecat:b.py,serial=loop://").serial_url == "loop://"
+
+
 def test_cmd_keeps_the_command_and_splits_it():
     spec = parse_dut_spec("cmd:\"python examples/delay_bot.py --delay-ms 700 --name 'a b'\"")
     assert spec.kind == "cmd"
@@ -71,6 +86,9 @@ def test_cmd_keeps_the_command_and_splits_it():
         ('cmd:"bot --x', "never closed"),
         ('cmd:"bot" --x', "unexpected '--x'"),
         ("scripted:fast", "takes no options"),
+        ("pipecat:", "needs the bot's script"),
+        ("livekit:a.py,colour=red", "unknown option 'colour=red'"),
+        ("pipecat:b.py,args='x", "cannot split args"),
     ],
 )
 def test_bad_specs_say_what_was_expected_and_seen(text, seen):

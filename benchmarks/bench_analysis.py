@@ -338,7 +338,7 @@ def run_call_accuracy(calls: int, only: str | None, seed_base: int) -> None:
     """Five-turn captures measured whole (harness.conversation): every turn found, its TTFA,
     its stop latency; and the same calls with no stimulus files (the ref as the caller)."""
     from harness.conversation import ArrayCapture, TurnSpec, analyze_conversation, caller_turns
-    from harness.groundtruth import make_conversation
+    from harness.groundtruth_call import make_conversation
 
     print(
         "| condition | turns | found | blind median | blind p95 | blind max | discard | "

@@ -33,7 +33,8 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from harness.groundtruth import Condition, corpus_sources, make_conversation
+from harness.groundtruth import Condition, corpus_sources
+from harness.groundtruth_call import make_conversation
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -177,32 +177,50 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
     rules = rules or ChunkingRules()
     m = _metrics(turn)
     events = _events(turn)
-    checks: list[Check] = []
-    gaps = _gaps_before(m, m.barge_in_onset_s)
-    worst = max(gaps, default=0.0)
-    checks.append(
-        Check(
-            "chunking",
-            "no audible stall inside the reply",
-            worst <= rules.max_gap_ms,
-            f"longest silence inside the reply {worst:.0f} ms (limit {rules.max_gap_ms:.0f} ms)"
-            + (f" at segment gaps {[round(g) for g in gaps]}" if worst > rules.max_gap_ms else ""),
-            over_ms=worst - rules.max_gap_ms,
-            interval_s=_gap_interval(m, worst),
-        )
-    )
+    checks: list[Check] = [_audible_stall_check(m, rules)]
     turn_no = reply_turn(events, m.speech_end_s)
     chunks = events_named(events, "tts_chunk", turn_no) if turn_no is not None else []
     if not chunks:
         checks.append(Check("chunking", "chunks", True, "no tts_chunk telemetry", applicable=False))
         return checks + _queue_and_stalls(events, rules, getattr(turn, "stalls", None))
+    checks += _chunk_size_checks(chunks, rules)
+    checks.append(_streaming_check(events_named(events, "llm_done", turn_no), chunks))
+    return checks + _queue_and_stalls(events, rules, getattr(turn, "stalls", None))
 
-    def tokens(e: Mapping[str, Any]) -> int:
-        n = e.get("tokens")
-        return int(n) if n is not None else len(str(e.get("text", "")).split())
 
-    small = [e for e in chunks[:-1] if tokens(e) < rules.min_tokens]
-    checks.append(
+def _audible_stall_check(m: Any, rules: ChunkingRules) -> Check:
+    """The longest silence inside the reply (before a barge-in) against `rules.max_gap_ms`."""
+    gaps = _gaps_before(m, m.barge_in_onset_s)
+    worst = max(gaps, default=0.0)
+    return Check(
+        "chunking",
+        "no audible stall inside the reply",
+        worst <= rules.max_gap_ms,
+        f"longest silence inside the reply {worst:.0f} ms (limit {rules.max_gap_ms:.0f} ms)"
+        + (f" at segment gaps {[round(g) for g in gaps]}" if worst > rules.max_gap_ms else ""),
+        over_ms=worst - rules.max_gap_ms,
+        interval_s=_gap_interval(m, worst),
+    )
+
+
+def _tokens(e: Mapping[str, Any]) -> int:
+    """A tts_chunk's tokens: its count, else its text's words."""
+    n = e.get("tokens")
+    return int(n) if n is not None else len(str(e.get("text", "")).split())
+
+
+def _chunk_size_checks(chunks: list[Mapping[str, Any]], rules: ChunkingRules) -> list[Check]:
+    """Every chunk but the last has `rules.min_tokens` or more, and ends on a clause boundary
+    or at its token limit."""
+    small = [e for e in chunks[:-1] if _tokens(e) < rules.min_tokens]
+    unbounded = [
+        e
+        for e in chunks[:-1]
+        if not _BOUNDARY.search(str(e.get("text", "")).strip())
+        and not (e.get("reason") == "max_tokens" and _tokens(e) >= rules.min_tokens)
+        and _tokens(e) < rules.max_tokens
+    ]
+    return [
         Check(
             "chunking",
             "no chunk below the minimum",
@@ -211,16 +229,7 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
             f"last: {[str(e.get('text', '')) for e in small[:5]]} - token-by-token TTS"
             if small
             else f"{len(chunks)} chunks, each >= {rules.min_tokens} tokens (the last excepted)",
-        )
-    )
-    unbounded = [
-        e
-        for e in chunks[:-1]
-        if not _BOUNDARY.search(str(e.get("text", "")).strip())
-        and not (e.get("reason") == "max_tokens" and tokens(e) >= rules.min_tokens)
-        and tokens(e) < rules.max_tokens
-    ]
-    checks.append(
+        ),
         Check(
             "chunking",
             "chunks end on a clause boundary or at max tokens",
@@ -228,38 +237,35 @@ def check_chunking(turn: Any, rules: ChunkingRules | None = None) -> list[Check]
             f"chunks cut mid-clause: {[str(e.get('text', '')) for e in unbounded[:5]]}"
             if unbounded
             else "every chunk ends on a boundary or at its token limit",
-        )
-    )
-    done = events_named(events, "llm_done", turn_no)
+        ),
+    ]
+
+
+def _streaming_check(done: list[Mapping[str, Any]], chunks: list[Mapping[str, Any]]) -> Check:
+    """The first chunk reached TTS before the LLM was done (`done`: the reply's llm_done)."""
     first_t = chunks[0].get("t_s")
     if done and first_t is not None and done[0].get("t_s") is not None:
         lag_ms = (first_t - done[0]["t_s"]) * 1000.0
-        checks.append(
-            Check(
-                "chunking",
-                "first chunk reaches TTS before the LLM is done",
-                lag_ms < 0,
-                f"first chunk {abs(lag_ms):.0f} ms "
-                + ("before" if lag_ms < 0 else "AFTER")
-                + " llm_done"
-                + (
-                    " - TTS waits for the whole LLM reply (serialised, not streamed)"
-                    if lag_ms >= 0
-                    else ""
-                ),
-            )
+        return Check(
+            "chunking",
+            "first chunk reaches TTS before the LLM is done",
+            lag_ms < 0,
+            f"first chunk {abs(lag_ms):.0f} ms "
+            + ("before" if lag_ms < 0 else "AFTER")
+            + " llm_done"
+            + (
+                " - TTS waits for the whole LLM reply (serialised, not streamed)"
+                if lag_ms >= 0
+                else ""
+            ),
         )
-    else:
-        checks.append(
-            Check(
-                "chunking",
-                "first chunk reaches TTS before the LLM is done",
-                True,
-                "no llm_done telemetry for the reply",
-                applicable=False,
-            )
-        )
-    return checks + _queue_and_stalls(events, rules, getattr(turn, "stalls", None))
+    return Check(
+        "chunking",
+        "first chunk reaches TTS before the LLM is done",
+        True,
+        "no llm_done telemetry for the reply",
+        applicable=False,
+    )
 
 
 def _gaps_before(m: Any, until_s: float | None) -> list[float]:

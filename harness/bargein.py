@@ -208,23 +208,18 @@ def reference_stop(
     reverberation are not correlated with the reference, so they only add noise to the sum.
     None with a note when the reference does not explain the ear around the stop.
 
-    Long on purpose: one algorithm whose refusals each need the figures computed just before
-    them.
+    The steps: the reference on the ear's timeline (`_reference_on_ear`), whitened, the path
+    fitted and scaled (`_fit_path`), the running sum's peak, its evidence; each refusal
+    carries the figures computed just before it.
     """
     rate = 1.0 + (drift_ppm or 0.0) * 1e-6
     taps, pre = max(16, int(response_s * fs)), max(4, int(0.001 * fs))
     w_lo = max(0, int(at.onset) - int(1.5 * fs))
     w_hi = min(len(ear), int(at.onset) + int(search_s * fs) + taps)
-    m = np.arange(len(reply))
-    n = np.round(lag + m * rate).astype(np.int64)
-    ok = (n >= w_lo) & (n < w_hi)
-    if not ok.any() or n[ok].max() < at.onset:
-        return None, "the reply reference ends before the barge-in: its stop cannot be followed"
-    x = np.zeros(w_hi - w_lo)
-    x[n[ok] - w_lo] = reply[m[ok]]
-    e = np.asarray(ear[w_lo:w_hi], dtype=np.float64)
-    onset = int(at.onset) - w_lo
-    first = int(n[ok].min()) - w_lo
+    placed = _reference_on_ear(ear, reply, lag, rate, at.onset, (w_lo, w_hi))
+    if isinstance(placed, str):
+        return None, placed
+    x, e, onset, first, ref_end = placed
     # Whiten both by the reference's own spectrum (linear prediction): speech samples are
     # strongly correlated, so unwhitened the sum below has few independent terms and its
     # peak wanders tens of ms in a room whose ring is louder than the direct sound.
@@ -238,19 +233,10 @@ def reference_stop(
     # reference, which made the increments negative from the barge-in on (a stop latency of
     # 0 ms at 35-50 dB SNR, seen); measured where the fit did not look, the scale is the
     # reference's true share of the ear.
-    mid = first + (onset - first) * 2 // 3
-    h = fit_leakage(e, x, (first, mid), taps=taps, pre_samples=pre)
-    if h is None or not np.any(h):
-        return None, "the reply reference is not heard at the ear before the barge-in"
-    # (h * ear)[i] = sum_k h[k] ear[i + k - pre]: what the ear holds of x[i]'s response.
-    mf = ss.correlate(e, h, mode="full", method="fft")[len(h) - 1 - pre :][: len(e)]
-    mf = np.pad(mf, (0, len(e) - len(mf)))
-    held_out = slice(mid, onset)
-    scale = float(np.dot(x[held_out], mf[held_out])) / max(
-        float(np.dot(x[held_out], x[held_out])), 1e-30
-    )
-    if scale <= 0:
-        return None, "the reply reference is not heard at the ear before the barge-in"
+    fitted = _fit_path(e, x, first, onset, taps, pre)
+    if isinstance(fitted, str):
+        return None, fitted
+    mf, scale, held_out = fitted
     d = 2 * x * mf - scale * x * x
     total = np.cumsum(d[onset:])
     k = onset + int(np.argmax(total))
@@ -258,10 +244,7 @@ def reference_stop(
         # No agent stops within 10 ms of the user's first sound (it has to hear it first);
         # a peak there means the increments never rose after the barge-in: no evidence.
         return None, "the reply reference is not followed past the barge-in's start"
-    # Evidence: over the 50 ms before the stop the reference explains the ear.
-    lo = max(0, k - int(0.05 * fs))
-    xw, mw = x[lo : k + 1], mf[lo : k + 1]
-    corr = float(np.dot(xw, mw) / math.sqrt(max(np.dot(xw, xw) * np.dot(mw, mw), 1e-30)))
+    corr = _explained_before(x, mf, k, fs)  # the evidence
     if corr < 0.3:
         return None, (
             f"stop latency not measured: the reply reference explains the ear only weakly "
@@ -270,7 +253,6 @@ def reference_stop(
     # The whitener smears each sample over the next `order` ones, so a reference that ends
     # where the DUT stopped peaks that much after its end: no stop is later than the last
     # sample of the reference itself.
-    ref_end = int(n[ok].max()) + 1 - w_lo
     k = min(k, ref_end - 1)
     if not _peak_resolved(total, k - onset, ref_end - onset, d, x, scale, held_out, fs):
         return None, (
@@ -279,6 +261,65 @@ def reference_stop(
             "of the reply there)"
         )
     return float(w_lo + k + 1), None
+
+
+def _reference_on_ear(
+    ear: np.ndarray,
+    reply: np.ndarray,
+    lag: float,
+    rate: float,
+    at_onset: float,
+    window: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, int, int, int] | str:
+    """(x, e, onset, first, ref_end): the reference placed on the ear's timeline (at `lag`,
+    played `rate` times the capture's rate) and the ear, over `window` (ear samples lo, hi);
+    the barge-in's onset (`at_onset`, ear samples), the reference's first sample and the one
+    after its last, in window samples. A str (the refusal) when the reference ends before the
+    barge-in."""
+    w_lo, w_hi = window
+    m = np.arange(len(reply))
+    n = np.round(lag + m * rate).astype(np.int64)
+    ok = (n >= w_lo) & (n < w_hi)
+    if not ok.any() or n[ok].max() < at_onset:
+        return "the reply reference ends before the barge-in: its stop cannot be followed"
+    x = np.zeros(w_hi - w_lo)
+    x[n[ok] - w_lo] = reply[m[ok]]
+    e = np.asarray(ear[w_lo:w_hi], dtype=np.float64)
+    onset = int(at_onset) - w_lo
+    first = int(n[ok].min()) - w_lo
+    ref_end = int(n[ok].max()) + 1 - w_lo
+    return x, e, onset, first, ref_end
+
+
+def _fit_path(
+    e: np.ndarray, x: np.ndarray, first: int, onset: int, taps: int, pre: int
+) -> tuple[np.ndarray, float, slice] | str:
+    """(mf, scale, held_out): the path from the reference `x` to the ear `e`, fitted on the
+    first two thirds of the reply before the barge-in (`first`..`onset`); mf = (h * e), what
+    the ear holds of each reference sample's response; its scale measured on the last third
+    (`held_out`). A str (the refusal) when the reference is not heard."""
+    mid = first + (onset - first) * 2 // 3
+    h = fit_leakage(e, x, (first, mid), taps=taps, pre_samples=pre)
+    if h is None or not np.any(h):
+        return "the reply reference is not heard at the ear before the barge-in"
+    # (h * ear)[i] = sum_k h[k] ear[i + k - pre]: what the ear holds of x[i]'s response.
+    mf = ss.correlate(e, h, mode="full", method="fft")[len(h) - 1 - pre :][: len(e)]
+    mf = np.pad(mf, (0, len(e) - len(mf)))
+    held_out = slice(mid, onset)
+    scale = float(np.dot(x[held_out], mf[held_out])) / max(
+        float(np.dot(x[held_out], x[held_out])), 1e-30
+    )
+    if scale <= 0:
+        return "the reply reference is not heard at the ear before the barge-in"
+    return mf, scale, held_out
+
+
+def _explained_before(x: np.ndarray, mf: np.ndarray, k: int, fs: int) -> float:
+    """How well the reference `x` explains the ear (`mf`, its matched filter) over the 50 ms
+    before sample `k`: their normalised correlation."""
+    lo = max(0, k - int(0.05 * fs))
+    xw, mw = x[lo : k + 1], mf[lo : k + 1]
+    return float(np.dot(xw, mw) / math.sqrt(max(np.dot(xw, xw) * np.dot(mw, mw), 1e-30)))
 
 
 def _peak_resolved(

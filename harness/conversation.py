@@ -267,20 +267,82 @@ def analyze_conversation(
 
     A turn whose stimulus is not found is a `low_confidence` discard (the search for the
     next one starts where it would have been looked for). `progress(i, n)` is called after
-    each turn.
-
-    Long on purpose: each turn's search window depends on the turns before and after it, and
-    reading the capture window by window keeps memory bounded; splitting it spreads one window's
-    bookkeeping over several functions.
+    each turn. Two passes: where each stimulus plays (`_find_starts`), then each turn on its
+    own window of the capture (`_turn_window`, `_measure_window`), read one at a time so
+    memory stays bounded.
     """
     fs = source.sample_rate_hz
+    _check_channels(source, ref_channel, ear_channel)
+    stims = _stimuli_at(turns, fs)
+    starts, misses = _find_starts(source, turns, stims, ref_channel)
+    out: list[ConversationTurn] = []
+    prev_end = 0
+    for i, (spec, stim, at) in enumerate(zip(turns, stims, starts, strict=True)):
+        name = spec.name or f"turn {i + 1}"
+        later = [s for s in starts[i + 1 :] if s is not None]
+        clip = spec.barge_in
+        if at is None:
+            metrics = _not_found(fs, name, ref_channel, misses.get(i), i > 0)
+            window_s = (prev_end / fs, prev_end / fs)
+            out.append(ConversationTurn(i + 1, name, metrics, window_s, clip is not None))
+            if progress:
+                progress(i + 1, len(turns))
+            continue
+        next_unfound = i + 1 < len(starts) and starts[i + 1] is None
+        lo, hi, speech_end = _turn_window(
+            source,
+            spec,
+            stim,
+            at,
+            prev_end,
+            later,
+            next_unfound,
+            ref_channel,
+            max_lead_s,
+            max_reply_s,
+        )
+        window = source.read(lo, hi)
+        if not np.any(window[:, ear_channel]):
+            # A silent ear in this turn's window is this turn's missing reply, not bad input.
+            metrics = TurnMetrics.refused(
+                f"{Discard.NO_REPLY}: the ear channel is all zeros from {lo / fs:.3f} to "
+                f"{hi / fs:.3f} s",
+                fs,
+            )
+            out.append(ConversationTurn(i + 1, name, metrics, (lo / fs, hi / fs), clip is not None))
+            prev_end = speech_end
+            if progress:
+                progress(i + 1, len(turns))
+            continue
+        where = f"turn {i + 1} ({name}), {lo / fs:.3f}-{hi / fs:.3f} s"
+        m = _measure_window(
+            window, lo, at, spec, stim, fs, where, ref_channel, ear_channel, options
+        )
+        if not later and speech_end + int(max_reply_s * fs) < source.frames:
+            m.notes.append(
+                f"the reply was followed for {max_reply_s:g} s after the speech end only "
+                f"(the capture goes on to {source.frames / fs:.1f} s)"
+            )
+        out.append(ConversationTurn(i + 1, name, m, (lo / fs, hi / fs), clip is not None))
+        prev_end = int(round((m.speech_end_s or speech_end / fs) * fs))
+        if progress:
+            progress(i + 1, len(turns))
+    return out
+
+
+def _check_channels(source: CaptureSource, ref_channel: int, ear_channel: int) -> None:
+    """Raise InputError unless both channels exist in `source`."""
     for name, ch in (("ref", ref_channel), ("ear", ear_channel)):
         if not 0 <= ch < source.channels:
             raise InputError(
                 f"{name} channel {ch} does not exist: the capture has {source.channels} "
                 f"channel(s) (0..{source.channels - 1}); a capture needs a ref and an ear channel"
             )
-    # One converted copy per distinct stimulus: a call replays the same few files.
+
+
+def _stimuli_at(turns: list[TurnSpec], fs: int) -> list[np.ndarray]:
+    """Each turn's stimulus, mono at `fs`: one converted copy per distinct stimulus (a call
+    replays the same few files)."""
     converted: dict[int, np.ndarray] = {}
     stims = []
     for t in turns:
@@ -288,7 +350,16 @@ def analyze_conversation(
         if key not in converted:
             converted[key] = _stim_at(t.stimulus, t.stimulus_rate_hz, fs)
         stims.append(converted[key])
-    # 1. Where each stimulus plays, in order.
+    return stims
+
+
+def _find_starts(
+    source: CaptureSource, turns: list[TurnSpec], stims: list[np.ndarray], ref_channel: int
+) -> tuple[list[int | None], dict[int, Match]]:
+    """(where each stimulus starts in the capture, in order, None where it was not found;
+    the best `Match` of each turn not found, by index). Each search starts after the
+    previous turn's speech end."""
+    fs = source.sample_rate_hz
     starts: list[int | None] = []
     misses: dict[int, Match] = {}
     cursor = 0
@@ -305,82 +376,80 @@ def analyze_conversation(
         starts.append(found)
         end_s = spec.speech_end_s if spec.speech_end_s is not None else len(stim) / fs
         cursor = found + int(end_s * fs)
-    # 2. Each turn on its own window.
-    out: list[ConversationTurn] = []
-    prev_end = 0
-    for i, (spec, stim, at) in enumerate(zip(turns, stims, starts, strict=True)):
-        name = spec.name or f"turn {i + 1}"
-        later = [s for s in starts[i + 1 :] if s is not None]
-        rr, clip = spec.reply_reference, spec.barge_in
-        if at is None:
-            metrics = _not_found(fs, name, ref_channel, misses.get(i), i > 0)
-            window_s = (prev_end / fs, prev_end / fs)
-            out.append(ConversationTurn(i + 1, name, metrics, window_s, clip is not None))
-            if progress:
-                progress(i + 1, len(turns))
-            continue
-        end_in_stim = spec.speech_end_s if spec.speech_end_s is not None else len(stim) / fs
-        speech_end = at + int(end_in_stim * fs)
-        lo = max(prev_end, at - int(max_lead_s * fs), 0)
-        lo = min(lo, max(0, at - int(0.05 * fs)))
-        hi = speech_end + int(max_reply_s * fs)
-        if later:
-            hi = min(hi, later[0] - int(0.02 * fs))
-        if i + 1 < len(starts) and starts[i + 1] is None and spec.barge_in is None:
-            # The next stimulus played but was not found: without this bound this turn
-            # would take that turn's reply for the rest of its own.
-            hi = min(hi, _next_ref_sound(source, ref_channel, at + len(stim), hi))
-        hi = max(min(hi, source.frames), min(source.frames, at + len(stim)))
-        window = source.read(lo, hi)
-        if not np.any(window[:, ear_channel]):
-            # A silent ear in this turn's window is this turn's missing reply, not bad input.
-            metrics = TurnMetrics.refused(
-                f"{Discard.NO_REPLY}: the ear channel is all zeros from {lo / fs:.3f} to "
-                f"{hi / fs:.3f} s",
-                fs,
-            )
-            out.append(ConversationTurn(i + 1, name, metrics, (lo / fs, hi / fs), clip is not None))
-            prev_end = speech_end
-            if progress:
-                progress(i + 1, len(turns))
-            continue
-        rr, clip = spec.reply_reference, spec.barge_in
-        search = ((at - lo) / fs - 0.1, (at - lo) / fs + 0.1)
-        try:
-            m = analyze_capture(
-                window,
-                fs,
-                stim,
-                fs,
-                speech_end_s=spec.speech_end_s,
-                ref_channel=ref_channel,
-                ear_channel=ear_channel,
-                reply_reference=None if rr is None else rr[0],
-                reply_reference_rate_hz=None if rr is None else rr[1],
-                barge_in=None if clip is None else clip[0],
-                barge_in_rate_hz=None if clip is None else clip[1],
-                options=options,
-                stimulus_search_s=search,
-                offset_s=lo / fs,
-            )
-        except InputError as err:
-            raise InputError(
-                f"turn {i + 1} ({name}), {lo / fs:.3f}-{hi / fs:.3f} s: {err}"
-            ) from err
-        if spec.stimulus_rate_hz != fs:
-            m.notes.insert(0, f"stimulus resampled from {spec.stimulus_rate_hz} Hz to {fs} Hz")
-        if spec.speech_end_confidence < 1.0:
-            m = _with_speech_end_confidence(m, spec.speech_end_confidence, options)
-        if not later and speech_end + int(max_reply_s * fs) < source.frames:
-            m.notes.append(
-                f"the reply was followed for {max_reply_s:g} s after the speech end only "
-                f"(the capture goes on to {source.frames / fs:.1f} s)"
-            )
-        out.append(ConversationTurn(i + 1, name, m, (lo / fs, hi / fs), clip is not None))
-        prev_end = int(round((m.speech_end_s or speech_end / fs) * fs))
-        if progress:
-            progress(i + 1, len(turns))
-    return out
+    return starts, misses
+
+
+def _turn_window(
+    source: CaptureSource,
+    spec: TurnSpec,
+    stim: np.ndarray,
+    at: int,
+    prev_end: int,
+    later: list[int],
+    next_unfound: bool,
+    ref_channel: int,
+    max_lead_s: float,
+    max_reply_s: float,
+) -> tuple[int, int, int]:
+    """(lo, hi, speech end), capture samples: the window of the turn whose stimulus starts at
+    `at`, from after the previous turn (`prev_end`) to before the next stimulus found
+    (`later`), or the next sound in the ref when the next stimulus played but was not found."""
+    fs = source.sample_rate_hz
+    end_in_stim = spec.speech_end_s if spec.speech_end_s is not None else len(stim) / fs
+    speech_end = at + int(end_in_stim * fs)
+    lo = max(prev_end, at - int(max_lead_s * fs), 0)
+    lo = min(lo, max(0, at - int(0.05 * fs)))
+    hi = speech_end + int(max_reply_s * fs)
+    if later:
+        hi = min(hi, later[0] - int(0.02 * fs))
+    if next_unfound and spec.barge_in is None:
+        # The next stimulus played but was not found: without this bound this turn
+        # would take that turn's reply for the rest of its own.
+        hi = min(hi, _next_ref_sound(source, ref_channel, at + len(stim), hi))
+    hi = max(min(hi, source.frames), min(source.frames, at + len(stim)))
+    return lo, hi, speech_end
+
+
+def _measure_window(
+    window: np.ndarray,
+    lo: int,
+    at: int,
+    spec: TurnSpec,
+    stim: np.ndarray,
+    fs: int,
+    where: str,
+    ref_channel: int,
+    ear_channel: int,
+    options: AnalysisOptions | None,
+) -> TurnMetrics:
+    """One turn's metrics from its `window` (capture samples from `lo`; its stimulus at `at`),
+    on the capture's timeline; an InputError names the turn and window (`where`)."""
+    rr, clip = spec.reply_reference, spec.barge_in
+    search = ((at - lo) / fs - 0.1, (at - lo) / fs + 0.1)
+    try:
+        m = analyze_capture(
+            window,
+            fs,
+            stim,
+            fs,
+            speech_end_s=spec.speech_end_s,
+            ref_channel=ref_channel,
+            ear_channel=ear_channel,
+            reply_reference=None if rr is None else rr[0],
+            reply_reference_rate_hz=None if rr is None else rr[1],
+            barge_in=None if clip is None else clip[0],
+            barge_in_rate_hz=None if clip is None else clip[1],
+            options=options,
+            stimulus_search_s=search,
+            offset_s=lo / fs,
+        )
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from err
+    if spec.stimulus_rate_hz != fs:
+        m.notes.insert(0, f"stimulus resampled from {spec.stimulus_rate_hz} Hz to {fs} Hz")
+    if spec.speech_end_confidence < 1.0:
+        m = _with_speech_end_confidence(m, spec.speech_end_confidence, options)
+    return m
 
 
 def _not_found(

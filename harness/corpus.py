@@ -31,7 +31,7 @@ import difflib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,10 +327,8 @@ def _parse_entries(
     """Turn the manifest's entries into Utterances; collect schema problems instead of raising.
 
     Entries with problems are left out of the returned list. Checks structure only (fields,
-    types, categories, unique ids, label order); the audio is not opened.
-
-    Long on purpose: one pass over the manifest that names every field's problem in the order a
-    person reads the file.
+    types, categories, unique ids, label order); the audio is not opened. Problems come in
+    the order a person reads the file: entry by entry, field by field.
     """
     base = manifest.resolve().parent
     where = _display(manifest)
@@ -338,114 +336,161 @@ def _parse_entries(
     problems: list[CorpusProblem] = []
     first_use: dict[str, tuple[int, object]] = {}
     for index, raw in enumerate(doc["utterances"]):
-        label = f"entry {index}"
-        if not isinstance(raw, dict):
-            problems.append(CorpusProblem(where, f"{label} is {type(raw).__name__}, not an object"))
-            continue
-        file_value = raw.get("file")
-        if isinstance(file_value, str) and file_value:
-            path = (base / file_value).resolve()
-            who = _display(path)
-        else:
-            path = None
-            who = where
-        label = f"entry {index} (id {raw.get('id')!r})"
-
-        def bad(message: str, who: str = who, label: str = label) -> None:
-            problems.append(CorpusProblem(who, f"{label}: {message}"))
-
-        missing = [k for k in _REQUIRED_FIELDS if k not in raw]
-        unknown = sorted(set(raw) - set(_REQUIRED_FIELDS))
-        if missing:
-            derived = [k for k in missing if k in _DERIVED_FIELDS]
-            hint = " (run scripts/label_corpus.py to compute them)" if derived else ""
-            bad(f"missing field(s) {', '.join(missing)}{hint}")
-        if unknown:
-            bad(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(_REQUIRED_FIELDS)})")
-        if missing or unknown:
-            continue
-
-        ok = True
-        uid = raw["id"]
-        if not isinstance(uid, str) or not uid.strip():
-            bad(f"id must be a non-empty string, got {uid!r}")
-            ok = False
-        elif uid in first_use:
-            other, other_file = first_use[uid]
-            bad(f"duplicate id '{uid}' (also entry {other}, file {other_file!r})")
-            ok = False
-        else:
-            first_use[uid] = (index, file_value)
-        if path is None:
-            bad(f"file must be a non-empty path relative to the manifest, got {file_value!r}")
-            ok = False
-        rate = raw["sample_rate_hz"]
-        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
-            bad(f"sample_rate_hz must be a positive integer, got {rate!r}")
-            ok = False
-        duration = raw["duration_s"]
-        if not _is_number(duration) or duration <= 0:
-            bad(f"duration_s must be a positive number, got {duration!r}")
-            ok = False
-        digest = raw["sha256"]
-        if not isinstance(digest, str) or len(digest) != 64:
-            bad(f"sha256 must be 64 hex digits, got {digest!r}")
-            ok = False
-        category = raw["category"]
-        if category not in CATEGORIES:
-            bad(f"unknown category {category!r} (known: {', '.join(CATEGORIES)})")
-            ok = False
-        keywords = raw["reply_keywords"]
-        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-            bad(f"reply_keywords must be a list of strings, got {keywords!r}")
-            ok = False
-        pauses_raw = raw["pauses_s"]
-        pauses: list[tuple[float, float]] = []
-        if not isinstance(pauses_raw, list) or not all(
-            isinstance(p, list) and len(p) == 2 and all(_is_number(t) for t in p)
-            for p in pauses_raw
-        ):
-            bad(f"pauses_s must be a list of [start_s, end_s] pairs, got {pauses_raw!r}")
-            ok = False
-        else:
-            pauses = [(float(a), float(b)) for a, b in pauses_raw]
-
-        start, end = raw["speech_start_s"], raw["speech_end_s"]
-        transcript, voice = raw["transcript"], raw["voice"]
-        if category in SPEECH_CATEGORIES:
-            if not isinstance(transcript, str) or not transcript.strip():
-                bad(f"a {category} entry needs a transcript, got {transcript!r}")
-                ok = False
-            if not isinstance(voice, str) or not voice.strip():
-                bad(f"a {category} entry needs a voice, got {voice!r}")
-                ok = False
-            if not (_is_number(start) and _is_number(end)):
-                bad(f"speech_start_s/speech_end_s must be numbers, got {start!r}/{end!r}")
-                ok = False
-        elif category == "noise" and (
-            start is not None or end is not None or transcript is not None or pauses
-        ):
-            bad(
-                "a noise bed has no speech: transcript, speech_start_s and speech_end_s "
-                "must be null and pauses_s empty"
-            )
-            ok = False
-        if not ok or path is None:
-            continue
-        utterances.append(
-            Utterance(
-                id=uid,
-                path=path,
-                sample_rate_hz=rate,
-                transcript=transcript,
-                speech_start_s=None if start is None else float(start),
-                speech_end_s=None if end is None else float(end),
-                category=category,
-                voice=voice,
-                reply_keywords=tuple(keywords),
-                pauses_s=tuple(pauses),
-                duration_s=float(duration),
-                sha256=digest.lower(),
-            )
-        )
+        utterance = _parse_entry(index, raw, base, where, first_use, problems)
+        if utterance is not None:
+            utterances.append(utterance)
     return utterances, problems
+
+
+def _parse_entry(
+    index: int,
+    raw: object,
+    base: Path,
+    where: str,
+    first_use: dict[str, tuple[int, object]],
+    problems: list[CorpusProblem],
+) -> Utterance | None:
+    """Entry `index` as an Utterance (its file relative to `base`), or None with its problems
+    appended to `problems`. `first_use` maps each id seen so far to (entry, file)."""
+    label = f"entry {index}"
+    if not isinstance(raw, dict):
+        problems.append(CorpusProblem(where, f"{label} is {type(raw).__name__}, not an object"))
+        return None
+    file_value = raw.get("file")
+    if isinstance(file_value, str) and file_value:
+        path = (base / file_value).resolve()
+        who = _display(path)
+    else:
+        path = None
+        who = where
+    label = f"entry {index} (id {raw.get('id')!r})"
+
+    def bad(message: str) -> None:
+        problems.append(CorpusProblem(who, f"{label}: {message}"))
+
+    if not _fields_known(raw, bad):
+        return None
+    ok = _id_unique(raw["id"], index, file_value, first_use, bad)
+    if path is None:
+        bad(f"file must be a non-empty path relative to the manifest, got {file_value!r}")
+        ok = False
+    ok = _values_valid(raw, bad) and ok
+    pauses = _pauses(raw["pauses_s"], bad)
+    ok = pauses is not None and ok
+    ok = _speech_fields_valid(raw, pauses or [], bad) and ok
+    if not ok or path is None:
+        return None
+    start, end = raw["speech_start_s"], raw["speech_end_s"]
+    return Utterance(
+        id=raw["id"],
+        path=path,
+        sample_rate_hz=raw["sample_rate_hz"],
+        transcript=raw["transcript"],
+        speech_start_s=None if start is None else float(start),
+        speech_end_s=None if end is None else float(end),
+        category=raw["category"],
+        voice=raw["voice"],
+        reply_keywords=tuple(raw["reply_keywords"]),
+        pauses_s=tuple(pauses or []),
+        duration_s=float(raw["duration_s"]),
+        sha256=raw["sha256"].lower(),
+    )
+
+
+def _fields_known(raw: Mapping[str, Any], bad: Callable[[str], None]) -> bool:
+    """Whether the entry has every field and no other (else each kind told to `bad`)."""
+    missing = [k for k in _REQUIRED_FIELDS if k not in raw]
+    unknown = sorted(set(raw) - set(_REQUIRED_FIELDS))
+    if missing:
+        derived = [k for k in missing if k in _DERIVED_FIELDS]
+        hint = " (run scripts/label_corpus.py to compute them)" if derived else ""
+        bad(f"missing field(s) {', '.join(missing)}{hint}")
+    if unknown:
+        bad(f"unknown field(s) {', '.join(unknown)} (known: {', '.join(_REQUIRED_FIELDS)})")
+    return not (missing or unknown)
+
+
+def _id_unique(
+    uid: object,
+    index: int,
+    file_value: object,
+    first_use: dict[str, tuple[int, object]],
+    bad: Callable[[str], None],
+) -> bool:
+    """Whether `uid` is a non-empty string no earlier entry has (then recorded in `first_use`)."""
+    if not isinstance(uid, str) or not uid.strip():
+        bad(f"id must be a non-empty string, got {uid!r}")
+        return False
+    if uid in first_use:
+        other, other_file = first_use[uid]
+        bad(f"duplicate id '{uid}' (also entry {other}, file {other_file!r})")
+        return False
+    first_use[uid] = (index, file_value)
+    return True
+
+
+def _values_valid(raw: Mapping[str, Any], bad: Callable[[str], None]) -> bool:
+    """Whether sample_rate_hz, duration_s, sha256, category and reply_keywords are of their
+    types and ranges (each that is not told to `bad`)."""
+    ok = True
+    rate = raw["sample_rate_hz"]
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+        bad(f"sample_rate_hz must be a positive integer, got {rate!r}")
+        ok = False
+    duration = raw["duration_s"]
+    if not _is_number(duration) or duration <= 0:
+        bad(f"duration_s must be a positive number, got {duration!r}")
+        ok = False
+    digest = raw["sha256"]
+    if not isinstance(digest, str) or len(digest) != 64:
+        bad(f"sha256 must be 64 hex digits, got {digest!r}")
+        ok = False
+    category = raw["category"]
+    if category not in CATEGORIES:
+        bad(f"unknown category {category!r} (known: {', '.join(CATEGORIES)})")
+        ok = False
+    keywords = raw["reply_keywords"]
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        bad(f"reply_keywords must be a list of strings, got {keywords!r}")
+        ok = False
+    return ok
+
+
+def _pauses(pauses_raw: object, bad: Callable[[str], None]) -> list[tuple[float, float]] | None:
+    """pauses_s as (start_s, end_s) pairs, or None (told to `bad`) when it is not a list of
+    pairs of numbers."""
+    if not isinstance(pauses_raw, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(_is_number(t) for t in p) for p in pauses_raw
+    ):
+        bad(f"pauses_s must be a list of [start_s, end_s] pairs, got {pauses_raw!r}")
+        return None
+    return [(float(a), float(b)) for a, b in pauses_raw]
+
+
+def _speech_fields_valid(
+    raw: Mapping[str, Any], pauses: list[tuple[float, float]], bad: Callable[[str], None]
+) -> bool:
+    """Whether a speech entry has its transcript, voice and labels, and a noise bed none."""
+    ok = True
+    category = raw["category"]
+    start, end = raw["speech_start_s"], raw["speech_end_s"]
+    transcript, voice = raw["transcript"], raw["voice"]
+    if category in SPEECH_CATEGORIES:
+        if not isinstance(transcript, str) or not transcript.strip():
+            bad(f"a {category} entry needs a transcript, got {transcript!r}")
+            ok = False
+        if not isinstance(voice, str) or not voice.strip():
+            bad(f"a {category} entry needs a voice, got {voice!r}")
+            ok = False
+        if not (_is_number(start) and _is_number(end)):
+            bad(f"speech_start_s/speech_end_s must be numbers, got {start!r}/{end!r}")
+            ok = False
+    elif category == "noise" and (
+        start is not None or end is not None or transcript is not None or pauses
+    ):
+        bad(
+            "a noise bed has no speech: transcript, speech_start_s and speech_end_s "
+            "must be null and pauses_s empty"
+        )
+        ok = False
+    return ok

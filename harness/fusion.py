@@ -109,9 +109,8 @@ def stage_breakdown(
     """Split one turn's TTFA into stages (see the module docstring).
 
     speech_end_s / reply_onset_s: the analysis' true speech end at the mouth and reply onset
-    at the ear, capture seconds; ttfa_ms: the measured TTFA.
-
-    Long on purpose: the stage table is read top to bottom, one stage's marks after the other.
+    at the ear, capture seconds; ttfa_ms: the measured TTFA. Each stage's marks come from
+    `_stage_marks`, the device's own figure from `_self_reported`.
     """
     stages: dict[str, float | None] = dict.fromkeys(STAGES)
     stages["self_reported_ttfa_ms"] = None
@@ -123,13 +122,45 @@ def stage_breakdown(
     if turn is None:
         return StageBreakdown(stages, notes=["telemetry has no reply turn (no playback_start)"])
 
-    def first(name: str, after: float | None = None) -> Event | None:
-        xs = events_named(events, name, turn)
-        if after is not None:
-            xs = [e for e in xs if (_t(e) or 0.0) >= after]
-        return xs[0] if xs else None
+    marks = _stage_marks(events, turn, speech_end_s, reply_onset_s)
+    for name, (a, b) in marks.items():
+        stages[name] = _ms(a, b)
+    t_eou, t_play = marks["eou_delay_ms"][1], marks["output_path_ms"][0]
+    reported = _self_reported(_first(events, "turn_summary", turn), t_eou, t_play, notes)
+    stages["self_reported_ttfa_ms"] = reported
+    if reported is not None and ttfa_ms is not None:
+        stages["heard_minus_reported_ms"] = round(ttfa_ms - reported, 3)
+    for name in STAGES:
+        if stages[name] is None:
+            notes.append(f"{name}: an event it needs is missing")
 
-    play = first("playback_start")
+    spans = [
+        (STAGE_LABELS[name], min(a, b), max(a, b))
+        for name, (a, b) in marks.items()
+        if a is not None and b is not None
+    ]
+    return StageBreakdown(stages, spans, turn, notes)
+
+
+def _first(
+    events: Sequence[Event], name: str, turn: int, after: float | None = None
+) -> Event | None:
+    """Device turn `turn`'s first `name` event (at or after `after`, capture seconds)."""
+    xs = events_named(events, name, turn)
+    if after is not None:
+        xs = [e for e in xs if (_t(e) or 0.0) >= after]
+    return xs[0] if xs else None
+
+
+def _stage_marks(
+    events: Sequence[Event],
+    turn: int,
+    speech_end_s: float | None,
+    reply_onset_s: float | None,
+) -> dict[str, tuple[float | None, float | None]]:
+    """Each stage of `STAGES`, in order: (start, end), capture seconds, None where its event
+    is missing; the events are those of the request that was answered."""
+    play = _first(events, "playback_start", turn)
     t_play = _t(play)
     ends = [e for e in events_named(events, "vad_speech_end", turn)]
     if t_play is not None:
@@ -142,50 +173,37 @@ def stage_breakdown(
         requests = [e for e in requests if (_t(e) or 0.0) <= t_play] or requests
     request = requests[-1] if requests else None
     t_request = _t(request)
-    token = first("llm_first_token", t_request)
+    token = _first(events, "llm_first_token", turn, t_request)
     t_token = _t(token)
-    chunk = first("tts_chunk", t_token if t_token is not None else t_request)
-    audio = first("tts_first_audio", _t(chunk) if chunk is not None else t_request)
+    chunk = _first(events, "tts_chunk", turn, t_token if t_token is not None else t_request)
+    audio = _first(events, "tts_first_audio", turn, _t(chunk) if chunk is not None else t_request)
     asr = events_named(events, "asr_final", turn)
     asr_final = asr[-1] if asr else None
 
     t_eou = _t(eou)
-    stages["eou_delay_ms"] = _ms(speech_end_s, t_eou)
-    stages["asr_final_ms"] = _ms(t_eou, _t(asr_final))
-    stages["llm_ttft_ms"] = _ms(_t(request), t_token)
-    stages["first_chunk_ms"] = _ms(t_token, _t(chunk))
-    stages["tts_first_audio_ms"] = _ms(_t(chunk), _t(audio))
-    stages["to_playback_ms"] = _ms(_t(audio), t_play)
-    stages["output_path_ms"] = _ms(t_play, reply_onset_s)
-    summary = first("turn_summary")
-    reported = None
+    return {
+        "eou_delay_ms": (speech_end_s, t_eou),
+        "asr_final_ms": (t_eou, _t(asr_final)),
+        "llm_ttft_ms": (_t(request), t_token),
+        "first_chunk_ms": (t_token, _t(chunk)),
+        "tts_first_audio_ms": (_t(chunk), _t(audio)),
+        "to_playback_ms": (_t(audio), t_play),
+        "output_path_ms": (t_play, reply_onset_s),
+    }
+
+
+def _self_reported(
+    summary: Event | None, t_eou: float | None, t_play: float | None, notes: list[str]
+) -> float | None:
+    """The device's own end-of-speech -> playback, ms: its turn_summary's, else from its
+    vad_speech_end -> playback_start events (said in `notes`), else None."""
     if summary is not None and summary.get("end_of_speech_to_playback_ms") is not None:
-        reported = float(summary["end_of_speech_to_playback_ms"])
-    elif t_eou is not None and t_play is not None:
+        return float(summary["end_of_speech_to_playback_ms"])
+    if t_eou is not None and t_play is not None:
         reported = _ms(t_eou, t_play)
         notes.append("self-reported TTFA from vad_speech_end -> playback_start (no turn_summary)")
-    stages["self_reported_ttfa_ms"] = reported
-    if reported is not None and ttfa_ms is not None:
-        stages["heard_minus_reported_ms"] = round(ttfa_ms - reported, 3)
-    for name in STAGES:
-        if stages[name] is None:
-            notes.append(f"{name}: an event it needs is missing")
-
-    marks = [
-        ("eou_delay_ms", speech_end_s, t_eou),
-        ("asr_final_ms", t_eou, _t(asr_final)),
-        ("llm_ttft_ms", _t(request), t_token),
-        ("first_chunk_ms", t_token, _t(chunk)),
-        ("tts_first_audio_ms", _t(chunk), _t(audio)),
-        ("to_playback_ms", _t(audio), t_play),
-        ("output_path_ms", t_play, reply_onset_s),
-    ]
-    spans = [
-        (STAGE_LABELS[name], min(a, b), max(a, b))
-        for name, a, b in marks
-        if a is not None and b is not None
-    ]
-    return StageBreakdown(stages, spans, turn, notes)
+        return reported
+    return None
 
 
 def serial_events_on_capture(

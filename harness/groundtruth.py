@@ -12,7 +12,7 @@ Real conversations add what the accuracy benchmark must see too: the agent's own
 the ear before the question (a greeting, an earcon, an idle prompt), a stretch of the
 user's audio lost on its way to the agent (packet loss, a jitter buffer), telephony's 8 kHz
 G.711 companding and comfort noise, a reply that starts with a filler, and whole multi-turn
-calls in one capture (`make_conversation`).
+calls in one capture (`harness.groundtruth_call.make_conversation`).
 
 The truth is defined on the DUT's output: the reply audio starts at its labelled speech start
 (it is cut there), and its first sound is its first sample within 50 dB of its peak; the
@@ -33,17 +33,16 @@ from harness.signal.resample import first_sound as _first_sound
 from harness.signal.resample import resample as _resample
 from harness.synth import (
     active_rms,
-    babble_noise,
+    comfort_noise_gate,
     earcon,
     fractional_delay,
     g711,
     lossy,
-    pink_noise,
+    noise_of_kind,
     place,
+    room_rirs,
     stretch,
 )
-
-SPEED_OF_SOUND_M_S = 343.0
 
 
 @dataclass(frozen=True)
@@ -147,41 +146,6 @@ class SyntheticTurn:
     condition: Condition
 
 
-def _room_rirs(
-    rt60_s: float, fs: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """(DUT speaker -> ear RIR, mouth speaker -> ear RIR, direct-path delay DUT->ear in samples).
-
-    The delay includes pyroomacoustics's constant offset of frac_delay_length // 2 samples.
-    """
-    import pyroomacoustics as pra
-
-    # pyroomacoustics high-passes each RIR with a zero-phase filter, which puts a faint
-    # echo of the direct sound *before* it; a real room is causal.
-    pra.constants.set("rir_hpf_enable", False)
-    room_dim = [float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.5, 5.5)), 2.8]
-    e_absorption, max_order = pra.inverse_sabine(rt60_s, room_dim)
-    room = pra.ShoeBox(
-        room_dim,
-        fs=fs,
-        materials=pra.Material(e_absorption),
-        max_order=min(max_order, 40),
-        use_rand_ism=False,
-    )
-    ear = np.array([room_dim[0] / 2, room_dim[1] / 2, 1.2])
-    # DUT speaker close to the measurement mic, the mouth speaker further away.
-    dut_dist = float(rng.uniform(0.3, 1.0))
-    dut = ear + np.array([dut_dist, 0.0, 0.0])
-    mouth = ear + np.array([-1.0, float(rng.uniform(0.5, 1.5)), 0.0])
-    room.add_source(list(dut))
-    room.add_source(list(mouth))
-    room.add_microphone(ear)
-    room.compute_rir()
-    global_delay = pra.constants.get("frac_delay_length") // 2
-    direct = global_delay + dut_dist / SPEED_OF_SOUND_M_S * fs
-    return np.asarray(room.rir[0][0]), np.asarray(room.rir[0][1]), float(direct)
-
-
 def _cut(s: Speech, fs: int) -> np.ndarray:
     """The speech of `s` at `fs`, cut at its labels (what a DUT plays, from its first sound)."""
     x = _resample(s.samples, s.sample_rate_hz, fs)
@@ -209,7 +173,7 @@ def _render(
     mouth, dut_out = scene.mouth, scene.dut_out
     total = len(mouth)
     if condition.rt60_s:
-        rir_dut, rir_mouth, direct = _room_rirs(condition.rt60_s, fs, rng)
+        rir_dut, rir_mouth, direct = room_rirs(condition.rt60_s, fs, rng)
         ear_reply = ss.oaconvolve(dut_out, rir_dut)[:total]
         ear_mouth = ss.oaconvolve(mouth, rir_mouth)[:total]
         ear_mouth /= np.max(np.abs(rir_mouth)) + 1e-20  # leakage level set by its direct path
@@ -231,29 +195,11 @@ def _render(
     lo, hi = scene.level_span
     reply_level = active_rms(ear_reply[lo:hi], fs)
     if condition.noise:
-        if condition.noise == "white":
-            noise = rng.standard_normal(total)
-        elif condition.noise == "pink":
-            noise = pink_noise(total, rng)
-        elif condition.noise == "babble":
-            if not babble_talkers:
-                raise ValueError("babble noise needs babble_talkers")
-            noise = babble_noise(total, babble_talkers, rng)
-        else:
-            raise ValueError(f"unknown noise {condition.noise!r}: white, pink or babble")
+        noise = noise_of_kind(condition.noise, total, rng, babble_talkers)
         ear += noise * reply_level * 10 ** (-condition.snr_db / 20)
     ear *= 10 ** (condition.ear_gain_db / 20)
     if condition.comfort_noise_dbfs is not None:
-        # Comfort noise fills the DUT's silences and stops while it talks (5 ms fades).
-        gate = np.ones(total)
-        for a, b in scene.talk_spans:
-            gate[max(0, int(a)) : min(total, int(b + direct) + 1)] = 0.0
-        fade = max(1, int(0.005 * fs))
-        gate = np.convolve(gate, np.ones(fade) / fade, mode="same")
-        # No comfort noise ahead of the talk spurt: a gate that opens early would put noise
-        # energy inside the reply's onset, which the truth does not have.
-        for a, _ in scene.talk_spans:
-            gate[max(0, int(a + direct) - fade) : max(0, int(a + direct)) + 1] = 0.0
+        gate = comfort_noise_gate(total, scene.talk_spans, direct, fs)
         ear += rng.standard_normal(total) * 10 ** (condition.comfort_noise_dbfs / 20) * gate
     if condition.ear_drift_ppm:
         ear = stretch(ear, condition.ear_drift_ppm)[:total]
@@ -301,85 +247,6 @@ def make_turn(
         barge_in_clip=t.clip,
         truth=t.truth(direct),
         condition=condition,
-    )
-
-
-@dataclass(frozen=True)
-class SyntheticConversation:
-    """A whole multi-turn call in one capture (samples, 2: ref, ear), with each turn's
-    stimulus, its labelled speech end (seconds into the stimulus), the DUT's reply audio,
-    the barge-in clip (or None) and the truth (capture seconds)."""
-
-    capture: np.ndarray
-    sample_rate_hz: int
-    stimuli: list[np.ndarray]
-    speech_ends_s: list[float]
-    replies: list[np.ndarray]
-    clips: list[np.ndarray | None]
-    truths: list[Truth]
-    condition: Condition
-    names: list[str]
-    """The corpus id of each turn's stimulus."""
-
-
-def make_conversation(
-    condition: Condition,
-    sources: Sources,
-    rng: np.random.Generator,
-    *,
-    turns: int = 5,
-) -> SyntheticConversation:
-    """`turns` turns of `condition` one after another in one capture, as a lab or a call
-    records them: each turn as `make_turn` composes it (its context, a greeting, only in
-    the first), 0..0.7 s more quiet between them, one acoustic path for the whole call. No
-    stimulus plays twice within three turns (the analysis finds each after the previous)."""
-    fs = condition.sample_rate_hz
-    composed: list[_Turn] = []
-    names: list[str] = []
-    recent: list[str] = []
-    for k in range(turns):
-        while True:
-            user, reply, clip, answer = sources.pick_turn(rng)
-            if user.name not in recent:
-                break
-        recent = [*recent[-1:], user.name]
-        names.append(user.name)
-        cond_k = condition if k == 0 else replace(condition, context=None)
-        context = None
-        if cond_k.context in ("greeting", "prompt"):
-            others = [q for q in sources.questions if q.name not in (user.name, reply.name)]
-            context = others[int(rng.integers(len(others)))]
-        filler = None
-        if cond_k.filler:
-            fillers = [c for c in sources.clips if c.speech_end_s - c.speech_start_s <= 0.9]
-            filler = fillers[int(rng.integers(len(fillers)))]
-        t = _compose_turn(
-            cond_k, user, reply, rng, barge_clip=clip, answer=answer, context=context, filler=filler
-        )
-        composed.append(t)
-    offsets, pos = [], 0
-    for t in composed:
-        offsets.append(pos)
-        pos += len(t.mouth) + int(rng.uniform(0.0, 0.7) * fs)
-    mouth, dut_out = np.zeros(pos), np.zeros(pos)
-    talk: list[tuple[int, int]] = []
-    for t, off in zip(composed, offsets, strict=True):
-        mouth[off : off + len(t.mouth)] += t.mouth
-        dut_out[off : off + len(t.dut_out)] += t.dut_out
-        talk += [(a + off, b + off) for a, b in t.talk]
-    lo, hi = composed[0].level_span
-    scene = _Scene(mouth, dut_out, (lo + offsets[0], hi + offsets[0]), tuple(talk))
-    capture, direct = _render(condition, scene, rng, list(sources.babble_talkers))
-    return SyntheticConversation(
-        capture=capture.astype(np.float32) if not (condition.pcm16 or condition.codec) else capture,
-        sample_rate_hz=fs,
-        stimuli=[t.stimulus for t in composed],
-        speech_ends_s=[t.speech_end_in_stimulus_s for t in composed],
-        replies=[t.reply for t in composed],
-        clips=[t.clip for t in composed],
-        truths=[t.truth(direct, off) for t, off in zip(composed, offsets, strict=True)],
-        condition=condition,
-        names=names,
     )
 
 
@@ -454,15 +321,60 @@ def _compose_turn(
     a lead of 0.3..0.8 s (with the context in it), the stimulus, the reply, and with a
     barge-in the clip, the cut and the answer.
 
-    Long on purpose: it builds one scene in the order of the signal chain (stimulus and its
-    loss, reply and its cut, barge-in, context), so the truth can be read off in the same order.
+    The steps follow the signal chain (reply, context, stimulus and its loss, barge-in, the
+    mix), each drawing from `rng` in that order, so one seed gives one turn.
     """
     fs = condition.sample_rate_hz
     stim = _resample(user.samples, user.sample_rate_hz, fs)
     if ttfa_ms is None:
         ttfa_ms = float(rng.uniform(*condition.ttfa_range_ms))
+    r, content_at = _dut_reply(condition, reply, filler, fs, rng)
+    lead = int(rng.uniform(0.3, 0.8) * fs)
+    ctx_audio, ctx_at, lead = _context_before(condition, context, r, lead, fs, rng)
+    played, shift = _played_stimulus(condition, user, stim, fs, rng)
+    speech_end = lead + user.speech_end_s * fs + shift  # exact, in capture samples
+    # Integer placement of the reply on the DUT's output; the fractional part of the truth
+    # comes from the acoustic path.
+    dut_start = int(math.ceil(speech_end + ttfa_ms / 1000 * fs))
 
-    # The reply as the DUT plays it: cut at its labelled start, stretched by the DUT's clock.
+    barge = None
+    if condition.barge_in:
+        if barge_clip is None:
+            raise ValueError("a barge-in condition needs a barge_clip")
+        barge = _barge_in(reply, barge_clip, answer, r, dut_start, fs, rng)
+        r = r[: barge.stop_at_dut]
+    mouth, dut_out, talk = _mix(fs, rng, lead, played, dut_start, r, ctx_audio, ctx_at, barge)
+
+    return _Turn(
+        fs=fs,
+        mouth=mouth,
+        dut_out=dut_out,
+        talk=tuple(talk),
+        level_span=(dut_start, dut_start + len(r) + int(0.1 * fs)),
+        stimulus=stim,
+        speech_end_in_stimulus_s=user.speech_end_s,
+        reply=r,
+        clip=None if barge is None else barge.clip,
+        speech_end=speech_end,
+        dut_start=dut_start,
+        content_at=content_at if condition.filler else None,
+        context_end=(
+            ctx_at + len(ctx_audio) - _first_sound(ctx_audio[::-1])
+            if ctx_audio is not None
+            else None
+        ),
+        shift=shift,
+        barge_onset=None if barge is None else barge.onset,
+        stop_at_dut=None if barge is None else barge.stop_at_dut,
+    )
+
+
+def _dut_reply(
+    condition: Condition, reply: Speech, filler: Speech | None, fs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """(the reply as the DUT plays it, where the answer itself starts in it, samples): cut at
+    its labelled start, after the filler and its pause when `condition.filler`, stretched by
+    the DUT's clock."""
     r = _cut(reply, fs)
     content_at = 0  # where the answer itself starts in r (after a filler)
     if condition.filler:
@@ -474,98 +386,120 @@ def _compose_turn(
         r = np.concatenate((f, pause, r))
     r = stretch(r, condition.dut_drift_ppm)
     content_at = int(round(content_at * (1 + condition.dut_drift_ppm * 1e-6)))
+    return r, content_at
 
-    lead = int(rng.uniform(0.3, 0.8) * fs)
-    ctx_audio = None
-    ctx_at = 0
-    if condition.context:
-        ctx_audio = _context_audio(condition, context, fs, active_rms(r, fs))
-        gap = condition.context_gap_s
-        gap_n = int((float(rng.uniform(0.2, 1.2)) if gap is None else gap) * fs)
-        quiet = int(rng.uniform(2.0, 4.0) * fs) if condition.context == "prompt" else 0
-        ctx_at = lead + quiet
-        lead = ctx_at + len(ctx_audio) + gap_n
-    played = stim
-    shift = 0
-    if condition.lost_ms > 0:
-        # Anywhere in the speech, but never over the labelled speech end itself.
-        lo = int(user.speech_start_s * fs) + int(0.05 * fs)
-        hi = int(user.speech_end_s * fs) - int(0.15 * fs) - int(condition.lost_ms / 1000 * fs)
-        at = int(rng.integers(lo, max(lo + 1, hi)))
-        played, shift = lossy(stim, fs, condition.lost_ms, condition.loss, at)
-    speech_end = lead + user.speech_end_s * fs + shift  # exact, in capture samples
-    # Integer placement of the reply on the DUT's output; the fractional part of the truth
-    # comes from the acoustic path.
-    dut_start = int(math.ceil(speech_end + ttfa_ms / 1000 * fs))
 
-    clip = None
-    barge_onset = stop_at_dut = None
-    answer_audio = None
-    if condition.barge_in:
-        if barge_clip is None:
-            raise ValueError("a barge-in condition needs a barge_clip")
-        clip = _cut(barge_clip, fs)
-        # Cut at a moment the reply is sounding (a cut in a pause would stop nothing).
-        # "Sounding" = the 10 ms envelope stays within 20 dB of the reply's peak for the
-        # 50 ms before the cut, so the last audible sample is the cut itself.
-        env = np.sqrt(np.convolve(r**2, np.ones(int(0.01 * fs)) / int(0.01 * fs), mode="same"))
-        loud_now = env >= 0.1 * env.max()
-        w = int(0.05 * fs)
-        loud = np.convolve(loud_now.astype(float), np.ones(w), mode="full")[: len(r)] >= w
-        for _ in range(200):
-            delta = int(rng.uniform(0.3, 1.2) * fs)
-            stop_after = int(rng.uniform(0.08, 0.4) * fs)
-            if delta + stop_after < len(r) and loud[delta + stop_after - 1]:
-                break
-        else:
-            raise ValueError(f"reply {reply.name!r} is too short for a barge-in")
-        barge_onset = dut_start + delta  # placed at the mouth relative to the DUT's clock start
-        stop_at_dut = delta + stop_after  # samples of reply played before the cut
-        r = r[:stop_at_dut]
-        answer_audio = _resample((answer or reply).samples, (answer or reply).sample_rate_hz, fs)
+def _context_before(
+    condition: Condition,
+    context: Speech | None,
+    r: np.ndarray,
+    lead: int,
+    fs: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray | None, int, int]:
+    """(the agent's sound before the question or None, where it starts, the stimulus' lead
+    after it), all in samples: `lead` itself when `condition` has no context."""
+    if not condition.context:
+        return None, 0, lead
+    ctx_audio = _context_audio(condition, context, fs, active_rms(r, fs))
+    gap = condition.context_gap_s
+    gap_n = int((float(rng.uniform(0.2, 1.2)) if gap is None else gap) * fs)
+    quiet = int(rng.uniform(2.0, 4.0) * fs) if condition.context == "prompt" else 0
+    ctx_at = lead + quiet
+    return ctx_audio, ctx_at, ctx_at + len(ctx_audio) + gap_n
 
+
+def _played_stimulus(
+    condition: Condition, user: Speech, stim: np.ndarray, fs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """(the stimulus as it reaches the mouth, how many samples later its speech end comes):
+    with `condition.lost_ms`, a stretch lost anywhere in the speech, but never over the
+    labelled speech end itself."""
+    if not condition.lost_ms > 0:
+        return stim, 0
+    lo = int(user.speech_start_s * fs) + int(0.05 * fs)
+    hi = int(user.speech_end_s * fs) - int(0.15 * fs) - int(condition.lost_ms / 1000 * fs)
+    at = int(rng.integers(lo, max(lo + 1, hi)))
+    return lossy(stim, fs, condition.lost_ms, condition.loss, at)
+
+
+@dataclass(frozen=True)
+class _BargeIn:
+    """A barge-in on one turn: its clip at the mouth from `onset` (turn samples), the reply
+    cut after `stop_at_dut` of its samples, then the answer the DUT plays."""
+
+    clip: np.ndarray
+    onset: int
+    stop_at_dut: int
+    answer: np.ndarray
+
+
+def _barge_in(
+    reply: Speech,
+    barge_clip: Speech,
+    answer: Speech | None,
+    r: np.ndarray,
+    dut_start: int,
+    fs: int,
+    rng: np.random.Generator,
+) -> _BargeIn:
+    """The barge-in on reply audio `r` (the DUT plays it from `dut_start`): the cut falls
+    at a moment the reply is sounding (a cut in a pause would stop nothing)."""
+    clip = _cut(barge_clip, fs)
+    # "Sounding" = the 10 ms envelope stays within 20 dB of the reply's peak for the
+    # 50 ms before the cut, so the last audible sample is the cut itself.
+    env = np.sqrt(np.convolve(r**2, np.ones(int(0.01 * fs)) / int(0.01 * fs), mode="same"))
+    loud_now = env >= 0.1 * env.max()
+    w = int(0.05 * fs)
+    loud = np.convolve(loud_now.astype(float), np.ones(w), mode="full")[: len(r)] >= w
+    for _ in range(200):
+        delta = int(rng.uniform(0.3, 1.2) * fs)
+        stop_after = int(rng.uniform(0.08, 0.4) * fs)
+        if delta + stop_after < len(r) and loud[delta + stop_after - 1]:
+            break
+    else:
+        raise ValueError(f"reply {reply.name!r} is too short for a barge-in")
+    return _BargeIn(
+        clip=clip,
+        onset=dut_start + delta,  # placed at the mouth relative to the DUT's clock start
+        stop_at_dut=delta + stop_after,  # samples of reply played before the cut
+        answer=_resample((answer or reply).samples, (answer or reply).sample_rate_hz, fs),
+    )
+
+
+def _mix(
+    fs: int,
+    rng: np.random.Generator,
+    lead: int,
+    played: np.ndarray,
+    dut_start: int,
+    r: np.ndarray,
+    ctx_audio: np.ndarray | None,
+    ctx_at: int,
+    barge: _BargeIn | None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(what the mouth plays, what the DUT outputs, where the DUT talks): the turn's sounds
+    at their places, long enough for the last of them to ring out."""
     total = dut_start + len(r) + int(1.0 * fs)
-    if clip is not None:
-        total = max(total, barge_onset + len(clip) + int(2.5 * fs) + len(answer_audio))
+    if barge is not None:
+        total = max(total, barge.onset + len(barge.clip) + int(2.5 * fs) + len(barge.answer))
     total = max(total, lead + len(played) + int(0.5 * fs))
 
     mouth = np.zeros(total)
     place(mouth, played, lead)
-    if clip is not None:
-        place(mouth, clip, barge_onset)
+    if barge is not None:
+        place(mouth, barge.clip, barge.onset)
     dut_out = np.zeros(total)
     place(dut_out, r, dut_start)
     talk = [(dut_start, dut_start + len(r))]
     if ctx_audio is not None:
         place(dut_out, ctx_audio, ctx_at)
         talk.append((ctx_at, ctx_at + len(ctx_audio)))
-    if clip is not None:
-        ans_at = barge_onset + len(clip) + int(rng.uniform(0.6, 1.0) * fs)
-        place(dut_out, answer_audio, ans_at)
-        talk.append((ans_at, ans_at + len(answer_audio)))
-
-    return _Turn(
-        fs=fs,
-        mouth=mouth,
-        dut_out=dut_out,
-        talk=tuple(talk),
-        level_span=(dut_start, dut_start + len(r) + int(0.1 * fs)),
-        stimulus=stim,
-        speech_end_in_stimulus_s=user.speech_end_s,
-        reply=r,
-        clip=clip,
-        speech_end=speech_end,
-        dut_start=dut_start,
-        content_at=content_at if condition.filler else None,
-        context_end=(
-            ctx_at + len(ctx_audio) - _first_sound(ctx_audio[::-1])
-            if ctx_audio is not None
-            else None
-        ),
-        shift=shift,
-        barge_onset=barge_onset,
-        stop_at_dut=stop_at_dut,
-    )
+    if barge is not None:
+        ans_at = barge.onset + len(barge.clip) + int(rng.uniform(0.6, 1.0) * fs)
+        place(dut_out, barge.answer, ans_at)
+        talk.append((ans_at, ans_at + len(barge.answer)))
+    return mouth, dut_out, talk
 
 
 def _context_audio(

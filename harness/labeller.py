@@ -90,28 +90,11 @@ def label_speech(
     Raises:
         ValueError: ``samples`` is not 1-D, empty, not finite, or contains no signal at all.
 
-    Long on purpose: one algorithm whose steps (frames, threshold, bridging, clicks, sample
-    edges) share their arrays.
+    The steps are `_frame_energy` (1), `_sample_edges` (2) and `_bridge_and_declick` (3).
     """
-    x = np.asarray(samples)
-    if x.ndim != 1:
-        raise ValueError(f"label_speech needs mono samples of shape (n,), got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError("label_speech got an empty signal")
-    if sample_rate_hz <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate_hz} Hz")
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("label_speech got NaN or infinite samples")
-
-    n = x.size
+    x = _checked_samples(samples, sample_rate_hz)
     frame = max(1, round(frame_s * sample_rate_hz))
-    n_frames = -(-n // frame)
-    power = np.zeros(n_frames * frame)
-    power[:n] = x * x
-    counts = np.full(n_frames, frame, dtype=np.float64)
-    counts[-1] = n - (n_frames - 1) * frame  # the last frame may be partial
-    energy = power.reshape(n_frames, frame).sum(axis=1) / counts
+    energy = _frame_energy(x, frame)
     peak_energy = float(energy.max())
     if peak_energy <= 0.0:
         raise ValueError("label_speech got a signal that is all zeros: there is no speech")
@@ -125,6 +108,58 @@ def label_speech(
 
     runs = true_runs(active)
     edge_frames = max(1, round(EDGE_SEARCH_S / (frame / sample_rate_hz)))
+    segments = _sample_edges(loud, runs, frame, edge_frames)
+    merged = _bridge_and_declick(
+        segments, round(min_pause_s * sample_rate_hz), round(MIN_SEGMENT_S * sample_rate_hz)
+    )
+
+    rate = float(sample_rate_hz)
+    pauses = tuple((merged[k][1] / rate, merged[k + 1][0] / rate) for k in range(len(merged) - 1))
+    start_sample, end_sample = merged[0][0], merged[-1][1]
+    return SpeechLabel(
+        start_s=start_sample / rate,
+        end_s=end_sample / rate,
+        pauses_s=pauses,
+        start_sample=start_sample,
+        end_sample=end_sample,
+    )
+
+
+def _checked_samples(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """`samples` as float64 (n,), or ValueError: not 1-D, empty, a bad rate, not finite."""
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise ValueError(f"label_speech needs mono samples of shape (n,), got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("label_speech got an empty signal")
+    if sample_rate_hz <= 0:
+        raise ValueError(f"sample rate must be positive, got {sample_rate_hz} Hz")
+    x = x.astype(np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("label_speech got NaN or infinite samples")
+    return x
+
+
+def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
+    """Mean energy of each non-overlapping `frame`-sample frame of `x` from sample 0, shape
+    (ceil(n / frame),); the last frame may be partial."""
+    n = x.size
+    n_frames = -(-n // frame)
+    power = np.zeros(n_frames * frame)
+    power[:n] = x * x
+    counts = np.full(n_frames, frame, dtype=np.float64)
+    counts[-1] = n - (n_frames - 1) * frame  # the last frame may be partial
+    return power.reshape(n_frames, frame).sum(axis=1) / counts
+
+
+def _sample_edges(
+    loud: np.ndarray, runs: list[tuple[int, int]], frame: int, edge_frames: int
+) -> list[tuple[int, int]]:
+    """Each run of active frames refined to its first and last loud sample, (start, stop)
+    samples: searched up to `edge_frames` frames outside the run, through frames that hold a
+    loud sample; runs whose searches overlap are one segment."""
+    n = loud.size
+    n_frames = -(-n // frame)
     frame_has_loud = np.zeros(n_frames * frame, dtype=bool)
     frame_has_loud[:n] = loud
     frame_has_loud = frame_has_loud.reshape(n_frames, frame).any(axis=1)
@@ -145,8 +180,14 @@ def label_speech(
             segments[-1] = (segments[-1][0], max(end, segments[-1][1]))
         else:
             segments.append((start, end))
+    return segments
 
-    min_pause = round(min_pause_s * sample_rate_hz)
+
+def _bridge_and_declick(
+    segments: list[tuple[int, int]], min_pause: int, min_segment: int
+) -> list[tuple[int, int]]:
+    """`segments` (samples) with gaps shorter than `min_pause` bridged, then those shorter than
+    `min_segment` dropped when a longer one exists (clicks)."""
     merged: list[tuple[int, int]] = [segments[0]]
     for start, end in segments[1:]:
         if start - merged[-1][1] < min_pause:
@@ -154,21 +195,10 @@ def label_speech(
         else:
             merged.append((start, end))
 
-    min_segment = round(MIN_SEGMENT_S * sample_rate_hz)
     longest = max(end - start for start, end in merged)
     if longest >= min_segment:
         merged = [(s, e) for s, e in merged if e - s >= min_segment]
-
-    rate = float(sample_rate_hz)
-    pauses = tuple((merged[k][1] / rate, merged[k + 1][0] / rate) for k in range(len(merged) - 1))
-    start_sample, end_sample = merged[0][0], merged[-1][1]
-    return SpeechLabel(
-        start_s=start_sample / rate,
-        end_s=end_sample / rate,
-        pauses_s=pauses,
-        start_sample=start_sample,
-        end_sample=end_sample,
-    )
+    return merged
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
 """Sounds and channel effects the synthetic-turn generator builds from (`harness.groundtruth`):
-placing and delaying audio, a clock's stretch, active speech level, pink and babble noise, an
-earcon, a stimulus with a stretch lost (dropped, concealed or stretched) and G.711
-companding.
+placing and delaying audio, a clock's stretch, active speech level, white, pink and babble
+noise, comfort noise's gate, a shoebox room's impulse responses (pyroomacoustics), an earcon,
+a stimulus with a stretch lost (dropped, concealed or stretched) and G.711 companding.
 
 numpy and scipy (G.711 goes through libsndfile, in memory); no files, no clocks.
 """
@@ -9,9 +9,12 @@ numpy and scipy (G.711 goes through libsndfile, in memory); no files, no clocks.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import scipy.signal as ss
+
+SPEED_OF_SOUND_M_S = 343.0
 
 
 def stretch(x: np.ndarray, ppm: float) -> np.ndarray:
@@ -68,6 +71,81 @@ def babble_noise(n: int, talkers: list[np.ndarray], rng: np.random.Generator) ->
         off = int(rng.integers(0, len(t)))
         out += looped[off : off + n] / (active_rms(t, 16000) + 1e-20)
     return out / (np.sqrt(np.mean(out**2)) + 1e-20)
+
+
+def noise_of_kind(
+    kind: str, n: int, rng: np.random.Generator, babble_talkers: list[np.ndarray] | None
+) -> np.ndarray:
+    """n samples of "white" (unit variance), "pink" or "babble" noise (unit RMS)."""
+    if kind == "white":
+        return rng.standard_normal(n)
+    if kind == "pink":
+        return pink_noise(n, rng)
+    if kind == "babble":
+        if not babble_talkers:
+            raise ValueError("babble noise needs babble_talkers")
+        return babble_noise(n, babble_talkers, rng)
+    raise ValueError(f"unknown noise {kind!r}: white, pink or babble")
+
+
+def comfort_noise_gate(
+    n: int, talk_spans: tuple[tuple[int, int], ...], direct: float, fs: int
+) -> np.ndarray:
+    """(n,) gain of comfort noise: 1 while the DUT is silent, 0 while it talks (its `talk_spans`
+    on its output, heard `direct` samples later at the ear), 5 ms fades."""
+    gate = np.ones(n)
+    for a, b in talk_spans:
+        gate[max(0, int(a)) : min(n, int(b + direct) + 1)] = 0.0
+    fade = max(1, int(0.005 * fs))
+    gate = np.convolve(gate, np.ones(fade) / fade, mode="same")
+    # No comfort noise ahead of the talk spurt: a gate that opens early would put noise
+    # energy inside the reply's onset, which the truth does not have.
+    for a, _ in talk_spans:
+        gate[max(0, int(a + direct) - fade) : max(0, int(a + direct)) + 1] = 0.0
+    return gate
+
+
+def shoebox(rt60_s: float, size_m: list[float], fs: int) -> Any:
+    """A pyroomacoustics ShoeBox room of `size_m` (x, y, z metres) with this RT60 (seconds):
+    image sources up to order 40, and causal RIRs."""
+    import pyroomacoustics as pra
+
+    # pyroomacoustics high-passes each RIR with a zero-phase filter, which puts a faint
+    # echo of the direct sound *before* it; a real room is causal.
+    pra.constants.set("rir_hpf_enable", False)
+    absorption, max_order = pra.inverse_sabine(rt60_s, size_m)
+    return pra.ShoeBox(
+        size_m,
+        fs=fs,
+        materials=pra.Material(absorption),
+        max_order=min(max_order, 40),
+        use_rand_ism=False,
+    )
+
+
+def room_rirs(
+    rt60_s: float, fs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(DUT speaker -> ear RIR, mouth speaker -> ear RIR, direct-path delay DUT->ear in samples).
+
+    The delay includes pyroomacoustics's constant offset of frac_delay_length // 2 samples.
+    """
+    import pyroomacoustics as pra
+
+    room_dim = [float(rng.uniform(4.0, 7.0)), float(rng.uniform(3.5, 5.5)), 2.8]
+    room = shoebox(rt60_s, room_dim, fs)
+    ear = np.array([room_dim[0] / 2, room_dim[1] / 2, 1.2])
+    # DUT speaker close to the measurement mic, the mouth speaker further away.
+    dut_dist = float(rng.uniform(0.3, 1.0))
+    dut = ear + np.array([dut_dist, 0.0, 0.0])
+    mouth = ear + np.array([-1.0, float(rng.uniform(0.5, 1.5)), 0.0])
+    room.add_source(list(dut))
+    room.add_source(list(mouth))
+    room.add_microphone(ear)
+    room.compute_rir()
+    global_delay = pra.constants.get("frac_delay_length") // 2
+    direct = global_delay + dut_dist / SPEED_OF_SOUND_M_S * fs
+    return np.asarray(room.rir[0][0]), np.asarray(room.rir[0][1]), float(direct)
 
 
 def earcon(sample_rate_hz: int, duration_s: float = 0.18) -> np.ndarray:

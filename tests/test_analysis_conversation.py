@@ -22,16 +22,12 @@ from harness.conversation import (
     analyze_conversation,
     caller_turns,
 )
-from harness.groundtruth import (
-    Condition,
-    babble_noise,
-    corpus_sources,
-    make_conversation,
-    make_turn,
-)
+from harness.groundtruth import Condition, corpus_sources, make_turn
+from harness.groundtruth_call import make_conversation
 from harness.signal.activity import frame_power, quiet_frames
 from harness.signal.align import StimulusAlignment, align_stimulus
 from harness.signal.resample import resample
+from harness.synth import babble_noise
 
 
 def _turn(sources, condition: Condition, seed: int, **kw):

@@ -23,7 +23,8 @@ import pytest
 import soundfile as sf
 
 from harness.corpus import Corpus
-from harness.groundtruth import Condition, corpus_sources, make_conversation, make_turn
+from harness.groundtruth import Condition, corpus_sources, make_turn
+from harness.groundtruth_call import make_conversation
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BARGE_IN_KEYS = {"barge_in_onset_s", "stop_latency_ms", "residual_ms"}

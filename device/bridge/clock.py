@@ -179,7 +179,9 @@ def fit_clock(
     Raises:
         ClockFitError: no samples, or none whose times are causally ordered.
 
-    Long on purpose: one fit whose steps (fastest quarter, line, bounds) share their arrays.
+    The steps: the fastest exchanges (`fastest`), their least-squares line (`_line`), the
+    bounds every causal exchange puts on the clock (`_bounded_fit`), or when those contradict
+    each other the line with a residual-based bound (`_residual_fit`).
     """
     if not samples:
         raise ClockFitError("no PING/PONG samples to fit")
@@ -190,34 +192,21 @@ def fit_clock(
             "trip negative): the device's PONG timestamps are wrong"
         )
     rtts = [s.rtt_us for s in samples if s.is_causal()]
-    xs = [s.device_mid_us for s in kept]
-    ys = [s.host_mid_us for s in kept]
-    x_ref = statistics.fmean(xs)
-    # offsets relative to the device time: small numbers, so float64 keeps sub-µs precision
-    ds = [y - x for x, y in zip(xs, ys, strict=True)]
-    d_ref = statistics.fmean(ds)
-    span = max(xs) - min(xs)
-    slope = 0.0  # d(host - device)/d(device) = 1 / (1 + drift) - 1
-    drift_fitted = fit_drift and len(kept) >= 2 and span >= MIN_DRIFT_SPAN_US
-    if drift_fitted:
-        sxx = sum((x - x_ref) ** 2 for x in xs)
-        sxy = sum((x - x_ref) * (d - d_ref) for x, d in zip(xs, ds, strict=True))
-        slope = sxy / sxx
-    residuals = [d - (d_ref + slope * (x - x_ref)) for x, d in zip(xs, ds, strict=True)]
+    line = _line(kept, fit_drift)
     common = {
         "rtt_us_p50": float(statistics.median(rtts)),
         "rtt_us_min": min(rtts),
         "rtt_us_max": max(rtts),
         "samples": len(samples),
         "used": len(kept),
-        "span_us": round(span),
-        "t_ref_device_us": x_ref,
-        "residual_us_rms": math.sqrt(statistics.fmean(r * r for r in residuals)),
-        "drift_fitted": drift_fitted,
+        "span_us": round(line.span),
+        "t_ref_device_us": line.x_ref,
+        "residual_us_rms": math.sqrt(statistics.fmean(r * r for r in line.residuals)),
+        "drift_fitted": line.drift_fitted,
     }
     # every causal exchange bounds the clock (slow ones just never bind), so all take part
     causal = [s for s in samples if s.is_causal()]
-    bounded = _bounded_fit(causal, x_ref, slope if drift_fitted else 0.0)
+    bounded = _bounded_fit(causal, line.x_ref, line.slope if line.drift_fitted else 0.0)
     if bounded is not None:
         offset, slope_hat, bound, (s_lo, s_hi) = bounded
         drift_ppm = _ppm(slope_hat)
@@ -226,24 +215,68 @@ def fit_clock(
             offset_us=offset,
             drift_ppm=drift_ppm,
             uncertainty_us=bound,
-            t_ref_host_us=x_ref + offset,
+            t_ref_host_us=line.x_ref + offset,
             drift_uncertainty_ppm=drift_bound,
             consistent=True,
             **common,
         )
-    # The causality bounds contradict each other (a clock that is not linear over the
-    # window, or timestamps taken in the wrong place): least squares, residual-based bound.
-    bound = max(abs(r) + s.rtt_us / 2.0 for r, s in zip(residuals, kept, strict=True))
-    drift_bound = 0.0
+    return _residual_fit(line, kept, common)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """The least-squares line of (host - device) against device time over the kept exchanges
+    (µs): their device times `xs`, centred on `x_ref` and `d_ref`; `slope` 0 unless
+    `drift_fitted`; `sxx` the spread of `xs` it was fitted with (0 when not fitted)."""
+
+    xs: list[float]
+    x_ref: float
+    d_ref: float
+    span: float
+    slope: float
+    drift_fitted: bool
+    sxx: float
+    residuals: list[float]
+
+
+def _line(kept: list[PingSample], fit_drift: bool) -> _Line:
+    """The least-squares line through `kept`; a drift only when `fit_drift`, two or more
+    exchanges and a span of `MIN_DRIFT_SPAN_US` of device time."""
+    xs = [s.device_mid_us for s in kept]
+    ys = [s.host_mid_us for s in kept]
+    x_ref = statistics.fmean(xs)
+    # offsets relative to the device time: small numbers, so float64 keeps sub-µs precision
+    ds = [y - x for x, y in zip(xs, ys, strict=True)]
+    d_ref = statistics.fmean(ds)
+    span = max(xs) - min(xs)
+    slope = 0.0  # d(host - device)/d(device) = 1 / (1 + drift) - 1
+    sxx = 0.0
+    drift_fitted = fit_drift and len(kept) >= 2 and span >= MIN_DRIFT_SPAN_US
     if drift_fitted:
+        sxx = sum((x - x_ref) ** 2 for x in xs)
+        sxy = sum((x - x_ref) * (d - d_ref) for x, d in zip(xs, ds, strict=True))
+        slope = sxy / sxx
+    residuals = [d - (d_ref + slope * (x - x_ref)) for x, d in zip(xs, ds, strict=True)]
+    return _Line(xs, x_ref, d_ref, span, slope, drift_fitted, sxx, residuals)
+
+
+def _residual_fit(line: _Line, kept: list[PingSample], common: dict) -> ClockFit:
+    """The fit when the causality bounds contradict each other (a clock that is not linear
+    over the window, or timestamps taken in the wrong place): least squares, residual-based
+    bound."""
+    bound = max(abs(r) + s.rtt_us / 2.0 for r, s in zip(line.residuals, kept, strict=True))
+    drift_bound = 0.0
+    if line.drift_fitted:
         drift_bound = (
-            sum(abs(x - x_ref) * s.rtt_us / 2.0 for x, s in zip(xs, kept, strict=True)) / sxx * 1e6
+            sum(abs(x - line.x_ref) * s.rtt_us / 2.0 for x, s in zip(line.xs, kept, strict=True))
+            / line.sxx
+            * 1e6
         )
     return ClockFit(
-        offset_us=d_ref,
-        drift_ppm=_ppm(slope),
+        offset_us=line.d_ref,
+        drift_ppm=_ppm(line.slope),
         uncertainty_us=bound,
-        t_ref_host_us=x_ref + d_ref,
+        t_ref_host_us=line.x_ref + line.d_ref,
         drift_uncertainty_ppm=drift_bound,
         consistent=False,
         **common,

@@ -19,7 +19,7 @@ from harness.audiofile import read_audio
 from harness.errors import InputError
 
 if TYPE_CHECKING:
-    from harness.conversation import TurnSpec
+    from harness.conversation import ConversationTurn, FileCapture, TurnSpec
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -79,32 +79,14 @@ LOSSY_FORMATS = frozenset({"MP3", "OGG", "VORBIS", "OPUS", "MPEG_LAYER_III"})
 
 def _analyze(args: argparse.Namespace) -> int:
     """`tympan analyze`: read the capture and the stimuli (or the manifest), measure every
-    turn, print the table or JSON; exit 0, or 2 naming the bad input.
-
-    Long on purpose: the command's flow, each input's error named where it is read.
-    """
+    turn, print the table or JSON; exit 0, or 2 naming the bad input (each input's error is
+    named where it is read: `_open_capture`, `_turns`, `_check_lengths`)."""
     from harness.analysis import AnalysisOptions
-    from harness.conversation import FileCapture, analyze_conversation, caller_turns
+    from harness.conversation import analyze_conversation
 
-    capture = FileCapture(args.capture)
-    n_ch = capture.channels
-    for name, ch in (("ref", args.ref_channel), ("ear", args.ear_channel)):
-        if not 0 <= ch < n_ch:
-            raise InputError(
-                f"{args.capture}: has {n_ch} channel(s), so there is no {name} channel {ch}; "
-                "a capture needs a ref and an ear channel (--ref-channel, --ear-channel)"
-            )
-    capture.validate(args.ref_channel, args.ear_channel)
+    capture = _open_capture(args)
     _READ.clear()  # files are read afresh on every call of the command
-    notes: list[str] = []
-    container, _, codec = capture.format.partition("/")
-    if container in LOSSY_FORMATS or codec in LOSSY_FORMATS:
-        # A lossy codec shifts and smears onsets (its frame and priming delay, pre-echo):
-        # MP3 and Ogg captures were measured ~5 ms off with nothing to say so.
-        notes.append(
-            f"the capture is lossy ({capture.format}): onsets move by milliseconds through "
-            "its codec; record WAV or FLAC for a measurement to trust to the millisecond"
-        )
+    notes = _lossy_notes(capture.format)
     stimuli = list(args.stimulus or [])
     if args.conversation and stimuli:
         raise InputError(
@@ -117,6 +99,61 @@ def _analyze(args: argparse.Namespace) -> int:
             f"{what} needs exactly one --stimulus (got {len(stimuli)}); for several turns "
             "give each its own in a --conversation manifest"
         )
+    turns = _turns(args, capture, stimuli, notes)
+    _check_lengths(args.capture, capture, turns)
+    progress = _progress if sys.stderr.isatty() and len(turns) > 3 else None
+    try:
+        results = analyze_conversation(
+            capture,
+            turns,
+            ref_channel=args.ref_channel,
+            ear_channel=args.ear_channel,
+            options=AnalysisOptions(dry_path=args.dry_path),
+            progress=progress,
+        )
+    except InputError as err:
+        raise InputError(f"{args.capture}: {err}") from err
+    _print_results(args, results, notes, single=len(results) == 1 and len(stimuli) == 1)
+    return 0
+
+
+def _open_capture(args: argparse.Namespace) -> FileCapture:
+    """The capture file, its ref and ear channels checked (InputError naming the file)."""
+    from harness.conversation import FileCapture
+
+    capture = FileCapture(args.capture)
+    n_ch = capture.channels
+    for name, ch in (("ref", args.ref_channel), ("ear", args.ear_channel)):
+        if not 0 <= ch < n_ch:
+            raise InputError(
+                f"{args.capture}: has {n_ch} channel(s), so there is no {name} channel {ch}; "
+                "a capture needs a ref and an ear channel (--ref-channel, --ear-channel)"
+            )
+    capture.validate(args.ref_channel, args.ear_channel)
+    return capture
+
+
+def _lossy_notes(fmt: str) -> list[str]:
+    """The note for a capture in a lossy format (libsndfile's "CONTAINER/SUBTYPE"), if it is."""
+    notes: list[str] = []
+    container, _, codec = fmt.partition("/")
+    if container in LOSSY_FORMATS or codec in LOSSY_FORMATS:
+        # A lossy codec shifts and smears onsets (its frame and priming delay, pre-echo):
+        # MP3 and Ogg captures were measured ~5 ms off with nothing to say so.
+        notes.append(
+            f"the capture is lossy ({fmt}): onsets move by milliseconds through "
+            "its codec; record WAV or FLAC for a measurement to trust to the millisecond"
+        )
+    return notes
+
+
+def _turns(
+    args: argparse.Namespace, capture: FileCapture, stimuli: list[str], notes: list[str]
+) -> list[TurnSpec]:
+    """The turns to measure: the manifest's, one per --stimulus, or (neither) the caller's
+    utterances in the ref channel; notes about them are appended to `notes`."""
+    from harness.conversation import caller_turns
+
     barge = None
     if args.barge_in:
         barge = read_audio(args.barge_in, role="barge-in clip")
@@ -146,29 +183,28 @@ def _analyze(args: argparse.Namespace) -> int:
         )
         if barge is not None:
             turns = [dataclasses.replace(t, barge_in=barge) for t in turns]
+    return turns
+
+
+def _check_lengths(path: str, capture: FileCapture, turns: list[TurnSpec]) -> None:
+    """InputError when a stimulus is longer than the capture (file `path`)."""
     capture_s = capture.frames / capture.sample_rate_hz
     for t in turns:
         stimulus_s = len(t.stimulus) / t.stimulus_rate_hz
         if stimulus_s > capture_s:
             # (It would be "not found in the ref channel", which sends one looking elsewhere.)
             raise InputError(
-                f"{args.capture}: {capture_s:.2f} s long, shorter than the stimulus "
+                f"{path}: {capture_s:.2f} s long, shorter than the stimulus "
                 f"{t.name or 'of the turn'} ({stimulus_s:.2f} s): it cannot hold the question "
                 "and its reply (a cut or truncated recording?)"
             )
-    progress = _progress if sys.stderr.isatty() and len(turns) > 3 else None
-    try:
-        results = analyze_conversation(
-            capture,
-            turns,
-            ref_channel=args.ref_channel,
-            ear_channel=args.ear_channel,
-            options=AnalysisOptions(dry_path=args.dry_path),
-            progress=progress,
-        )
-    except InputError as err:
-        raise InputError(f"{args.capture}: {err}") from err
-    single = len(results) == 1 and len(stimuli) == 1
+
+
+def _print_results(
+    args: argparse.Namespace, results: list[ConversationTurn], notes: list[str], *, single: bool
+) -> None:
+    """The notes on stderr, then each turn's summary (or JSON, --json) on stdout; a `single`
+    turn (one --stimulus) without its turn header and as one bare metrics object."""
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     for r in results:
@@ -184,7 +220,6 @@ def _analyze(args: argparse.Namespace) -> int:
             if not single:
                 print(f"turn {r.index} ({r.name})")
             print(_summary(r.metrics))
-    return 0
 
 
 def _progress(done: int, total: int) -> None:

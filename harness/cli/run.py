@@ -200,7 +200,7 @@ def _rig_selftest(rig: str, turns: int, out: Path) -> int | None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """``tympan run``: validate, run pytest on the suite, report, judge."""
+    """``tympan run``: validate, run pytest on the suite, report, judge (`_verdict`)."""
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
@@ -225,6 +225,14 @@ def run_command(args: argparse.Namespace) -> int:
         print("tympan run: no turn was played, so there is nothing to report", file=sys.stderr)
         return 1 if status else 2
     results = json.loads(results_path.read_text(encoding="utf-8"))
+    return _verdict(results, status, args.baseline, out)
+
+
+def _verdict(results: dict, status: int, baseline: Path | None, out: Path) -> int:
+    """Print what a finished run's `results` (results.json) say after pytest's exit `status`:
+    the checks that did not hold, the regressions against `baseline`, what this host could
+    not measure, the budgets and metrics not judged, the report in `out`, the verdict; return
+    the exit code (0, 1 or INFRASTRUCTURE_ONLY)."""
     code = 0 if status == 0 else 1
     failed = _failed_checks(results)
     if failed:
@@ -235,7 +243,7 @@ def run_command(args: argparse.Namespace) -> int:
     regressions = results.get("regressions") or []
     if regressions:
         code = 1
-        print(f"tympan run: {len(regressions)} regression(s) against {args.baseline}")
+        print(f"tympan run: {len(regressions)} regression(s) against {baseline}")
     unmeasured = _failed_checks(results, infrastructure=True)
     if unmeasured:
         print(f"tympan run: {len(unmeasured)} turn check(s) say this host could not measure:")
@@ -259,8 +267,7 @@ def run_command(args: argparse.Namespace) -> int:
     unjudged = results.get("not_compared") or []
     if unjudged:
         print(
-            f"tympan run: the comparison with {args.baseline} did not judge "
-            f"{len(unjudged)} metric(s):"
+            f"tympan run: the comparison with {baseline} did not judge {len(unjudged)} metric(s):"
         )
         for line in unjudged[:20]:
             print(f"  {line}")

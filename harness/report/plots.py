@@ -55,10 +55,46 @@ def timeline_png(
     arrays (a single 1-D array is the ear only);
     `sample_rate_hz` is required for an array and ignored for a path (the file's rate).
     Markers come from `record.metrics` (seconds on the capture timeline), stage bars from
-    `record.stage_spans`.
-
-    Long on purpose: one figure, drawn lane by lane.
+    `record.stage_spans`. The figure is drawn lane by lane: the stages, each channel, then
+    the markers across all of them and the title.
     """
+    data, sample_rate_hz = _capture_data(capture, sample_rate_hz)
+    channels = [("ref (mouth)", data[:, 0])] if data.shape[1] >= 2 else []
+    channels.append(("ear (DUT)", data[:, 1] if data.shape[1] >= 2 else data[:, 0]))
+
+    plt = _pyplot()
+    spans = list(record.stage_spans)
+    labels = list(dict.fromkeys(s[0] for s in spans))
+    ratios = ([max(1.0, 0.35 * len(labels))] if labels else []) + [2.0] * len(channels)
+    fig, axes = plt.subplots(
+        len(ratios),
+        1,
+        sharex=True,
+        figsize=(10, 1.2 + sum(ratios) * 0.9),
+        dpi=90,
+        gridspec_kw={"height_ratios": ratios, "hspace": 0.08},
+    )
+    axes = list(np.atleast_1d(axes))
+    m = record.metrics
+
+    if labels:
+        _stage_lane(axes.pop(0), spans, labels, record.events)
+    for ax, (name, x) in zip(axes, channels, strict=True):
+        _wave_lane(ax, name, x, sample_rate_hz, m.get("segments") or [])
+    _markers(fig, axes, m)
+
+    fig.suptitle(_title(record), fontsize=9, x=0.01, ha="left")
+    axes[-1].set_xlabel("capture time (s)", fontsize=8)
+    axes[-1].set_xlim(0, data.shape[0] / sample_rate_hz)
+    fig.subplots_adjust(left=0.11, right=0.99, top=0.9, bottom=0.1)
+
+    return _png(fig, plt, path)
+
+
+def _capture_data(
+    capture: str | Path | np.ndarray | tuple[np.ndarray, np.ndarray], sample_rate_hz: int | None
+) -> tuple[np.ndarray, int]:
+    """(samples as (n, channels), sample rate, Hz) of timeline_png's `capture`."""
     if isinstance(capture, str | Path):
         from harness.audiofile import read_audio
 
@@ -81,50 +117,42 @@ def timeline_png(
             )
     if data.ndim == 1:
         data = data[:, None]
-    channels = [("ref (mouth)", data[:, 0])] if data.shape[1] >= 2 else []
-    channels.append(("ear (DUT)", data[:, 1] if data.shape[1] >= 2 else data[:, 0]))
+    return data, sample_rate_hz
 
-    plt = _pyplot()
-    spans = list(record.stage_spans)
-    labels = list(dict.fromkeys(s[0] for s in spans))
-    ratios = ([max(1.0, 0.35 * len(labels))] if labels else []) + [2.0] * len(channels)
-    fig, axes = plt.subplots(
-        len(ratios),
-        1,
-        sharex=True,
-        figsize=(10, 1.2 + sum(ratios) * 0.9),
-        dpi=90,
-        gridspec_kw={"height_ratios": ratios, "hspace": 0.08},
-    )
-    axes = list(np.atleast_1d(axes))
-    m = record.metrics
+
+def _stage_lane(ax: Any, spans: list, labels: list[str], events: Sequence[Mapping]) -> None:
+    """The telemetry stages as bars, one row a stage, and each event as a faint line."""
+    for row, label in enumerate(labels):
+        bars = [(a, max(b - a, 1e-3)) for lab, a, b in spans if lab == label]
+        ax.broken_barh(bars, (row - 0.35, 0.7), color=f"C{row % 10}", alpha=0.8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_title("telemetry stages", fontsize=8, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    for e in events:
+        t = e.get("t_s")
+        if isinstance(t, int | float):
+            ax.axvline(t, color="0.6", lw=0.5, zorder=0)
+
+
+def _wave_lane(ax: Any, name: str, x: np.ndarray, sample_rate_hz: int, segments: list) -> None:
+    """One channel's envelope; the ear's with the reply's segments shaded."""
+    t, lo, hi = _envelope(x, sample_rate_hz)
+    ax.fill_between(t, lo, hi, color="0.25", lw=0.3)
+    peak = float(max(np.max(np.abs(x)), 1e-6))
+    ax.set_ylim(-1.05 * peak, 1.05 * peak)
+    ax.set_ylabel(name, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    if name.startswith("ear"):
+        for a, b in segments:
+            ax.axvspan(a, b, color="tab:green", alpha=0.12, lw=0)
+
+
+def _markers(fig: Any, axes: list, m: Mapping) -> None:
+    """Speech end, reply onset, barge-in onset and the reply's stop as dashed lines across
+    every lane, with their legend above the plots."""
     colors = {"speech_end": "tab:blue", "onset": "tab:green", "barge": "tab:orange", "stop": "red"}
-
-    if labels:
-        ax = axes.pop(0)
-        for row, label in enumerate(labels):
-            bars = [(a, max(b - a, 1e-3)) for lab, a, b in spans if lab == label]
-            ax.broken_barh(bars, (row - 0.35, 0.7), color=f"C{row % 10}", alpha=0.8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylim(len(labels) - 0.5, -0.5)
-        ax.set_title("telemetry stages", fontsize=8, loc="left")
-        ax.grid(axis="x", alpha=0.3)
-        for e in record.events:
-            t = e.get("t_s")
-            if isinstance(t, int | float):
-                ax.axvline(t, color="0.6", lw=0.5, zorder=0)
-
-    for ax, (name, x) in zip(axes, channels, strict=True):
-        t, lo, hi = _envelope(x, sample_rate_hz)
-        ax.fill_between(t, lo, hi, color="0.25", lw=0.3)
-        peak = float(max(np.max(np.abs(x)), 1e-6))
-        ax.set_ylim(-1.05 * peak, 1.05 * peak)
-        ax.set_ylabel(name, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(axis="x", alpha=0.3)
-        if name.startswith("ear"):
-            for a, b in m.get("segments") or []:
-                ax.axvspan(a, b, color="tab:green", alpha=0.12, lw=0)
 
     def mark(t: object, color: str, label: str) -> None:
         if isinstance(t, int | float):
@@ -142,19 +170,19 @@ def timeline_png(
     if handles:  # above the plots, right of the title: never over the waveform
         fig.legend(handles, names, fontsize=7, loc="upper right", ncol=4, frameon=False)
 
+
+def _title(record: TurnRecord) -> str:
+    """The figure's title: the turn, its TTFA and stop latency, its verdict and discard."""
+    m = record.metrics
     ttfa = m.get("ttfa_ms")
+    stop = m.get("stop_latency_ms")
     head = f"{record.turn}  —  TTFA {ttfa:.1f} ms" if isinstance(ttfa, int | float) else record.turn
     if isinstance(stop, int | float):
         head += f", stop {stop:.1f} ms"
     head += f"  [{record.verdict}]"
     if record.discard:
         head += f" discarded: {record.discard}"
-    fig.suptitle(head, fontsize=9, x=0.01, ha="left")
-    axes[-1].set_xlabel("capture time (s)", fontsize=8)
-    axes[-1].set_xlim(0, data.shape[0] / sample_rate_hz)
-    fig.subplots_adjust(left=0.11, right=0.99, top=0.9, bottom=0.1)
-
-    return _png(fig, plt, path)
+    return head
 
 
 def _png(fig: Any, plt: Any, path: str | Path | None) -> bytes:

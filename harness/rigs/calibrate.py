@@ -150,22 +150,14 @@ def analyse_path(
     min_confidence: the median correlation confidence needed (a room path scores lower than
     a cable: its reflections count as sidelobes).
 
-    Long on purpose: one measurement whose refusals each need the figures computed just before
-    them.
+    The sweeps are found by `_locate_sweeps`; each refusal then needs the figures computed
+    just before it, and `_advice` words the level.
     """
     fs = sample_rate_hz
     x = np.asarray(channel, dtype=np.float64)
     noise = x[: max(1, starts[0] // 2)]
     noise_power = float(np.mean(noise**2)) if noise.size else 0.0
-    lags, confs, powers = [], [], []
-    for s in starts:
-        m = locate(x, sweep, fs, search=(s, s + max_latency_samples + 1), exclusion_s=exclusion_s)
-        lag = refine_lag(x, sweep, m.lag_samples) if m.peak > 0.05 else m.lag_samples
-        lags.append(lag - s)
-        confs.append(m.confidence)
-        a = int(round(lag))
-        seg = x[max(0, a) : max(0, a) + len(sweep)]
-        powers.append(float(np.mean(seg**2)) if seg.size else 0.0)
+    lags, confs, powers = _locate_sweeps(x, sweep, starts, fs, max_latency_samples, exclusion_s)
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     peak_dbfs = 20 * math.log10(max(peak, 1e-15))
     signal_power = float(np.median(powers))
@@ -198,14 +190,7 @@ def analyse_path(
         )
     t = np.asarray(starts, dtype=np.float64)
     drift = float(np.polyfit(t, np.asarray(lags), 1)[0] * 1e6) if len(starts) >= 3 else 0.0
-    if peak_dbfs >= CLIP_DBFS:
-        advice = f"clipping (peak {peak_dbfs:.1f} dBFS): lower the mouth or input gain"
-    elif peak_dbfs < QUIET_DBFS:
-        advice = f"too quiet (peak {peak_dbfs:.1f} dBFS): raise the input gain"
-    elif snr < 30:
-        advice = f"noisy (SNR {snr:.0f} dB): raise the level or quieten the room"
-    else:
-        advice = "ok"
+    advice = _advice(peak_dbfs, snr)
     return PathCalibration(
         latency_samples=median,
         latency_ms=median / fs * 1000,
@@ -218,6 +203,39 @@ def analyse_path(
         advice=advice,
         lags_samples=tuple(float(v) for v in lags),
     )
+
+
+def _locate_sweeps(
+    x: np.ndarray,
+    sweep: np.ndarray,
+    starts: list[int],
+    fs: int,
+    max_latency_samples: int,
+    exclusion_s: float,
+) -> tuple[list[float], list[float], list[float]]:
+    """(lag after its start, samples; correlation confidence; the channel's mean power over
+    it) of each sweep played at `starts`, searched up to `max_latency_samples` late."""
+    lags, confs, powers = [], [], []
+    for s in starts:
+        m = locate(x, sweep, fs, search=(s, s + max_latency_samples + 1), exclusion_s=exclusion_s)
+        lag = refine_lag(x, sweep, m.lag_samples) if m.peak > 0.05 else m.lag_samples
+        lags.append(lag - s)
+        confs.append(m.confidence)
+        a = int(round(lag))
+        seg = x[max(0, a) : max(0, a) + len(sweep)]
+        powers.append(float(np.mean(seg**2)) if seg.size else 0.0)
+    return lags, confs, powers
+
+
+def _advice(peak_dbfs: float, snr: float) -> str:
+    """What to change about a path's level ("ok" when nothing)."""
+    if peak_dbfs >= CLIP_DBFS:
+        return f"clipping (peak {peak_dbfs:.1f} dBFS): lower the mouth or input gain"
+    if peak_dbfs < QUIET_DBFS:
+        return f"too quiet (peak {peak_dbfs:.1f} dBFS): raise the input gain"
+    if snr < 30:
+        return f"noisy (SNR {snr:.0f} dB): raise the level or quieten the room"
+    return "ok"
 
 
 def check_level_dbfs(level_dbfs: float, option: str = "level_dbfs") -> float:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import scipy.signal as ss
 
-from harness.groundtruth import SPEED_OF_SOUND_M_S
 from harness.rigs.base import (
     ProfileError,
     RigBase,
@@ -43,6 +42,7 @@ from harness.rigs.base import (
 from harness.rigs.profile import RigProfile
 from harness.rigs.simduts import SIM_DUTS, PassthroughDut, ScriptedDut, SilentDut, SimDut
 from harness.signal.resample import resample
+from harness.synth import SPEED_OF_SOUND_M_S, shoebox
 
 PRA_OFFSET_SAMPLES = 40
 """Constant delay of every path, samples: pyroomacoustics's frac_delay_length // 2 (81 // 2),
@@ -76,7 +76,7 @@ def room_kernels(
     delays in samples. Each response is scaled so its largest tap (the direct sound) is 1.
 
     RT60 > 0: a pyroomacoustics shoebox (image sources; the zero-phase high-pass that puts
-    a pre-echo before the direct sound is disabled, as in harness.groundtruth). RT60 = 0:
+    a pre-echo before the direct sound is disabled: harness.synth.shoebox). RT60 = 0:
     free field, one band-limited fractional delay per path.
     """
     positions = {k: np.asarray(room[k], dtype=float) for k in room if k.endswith("_m")}
@@ -87,26 +87,15 @@ def room_kernels(
     }
     kernels: dict[tuple[str, str], np.ndarray] = {}
     if room["rt60_s"] > 0:
-        import pyroomacoustics as pra
-
-        pra.constants.set("rir_hpf_enable", False)
-        size = list(room["size_m"])
-        absorption, max_order = pra.inverse_sabine(room["rt60_s"], size)
-        shoebox = pra.ShoeBox(
-            size,
-            fs=fs,
-            materials=pra.Material(absorption),
-            max_order=min(max_order, 40),
-            use_rand_ism=False,
-        )
+        box = shoebox(room["rt60_s"], list(room["size_m"]), fs)
         sources = ("mouth_m", "dut_speaker_m")
         mics = ("dut_mic_m", "ear_m")
         for s in sources:
-            shoebox.add_source(list(positions[s]))
-        shoebox.add_microphone_array(np.stack([positions[m] for m in mics], axis=1))
-        shoebox.compute_rir()
+            box.add_source(list(positions[s]))
+        box.add_microphone_array(np.stack([positions[m] for m in mics], axis=1))
+        box.compute_rir()
         for s, m in PATHS:
-            h = np.asarray(shoebox.rir[mics.index(m)][sources.index(s)], dtype=np.float64)
+            h = np.asarray(box.rir[mics.index(m)][sources.index(s)], dtype=np.float64)
             kernels[(s, m)] = h / (np.max(np.abs(h)) + 1e-20)
     else:
         for key, d in delays.items():

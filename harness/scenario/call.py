@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from harness.analysis import TurnMetrics
-from harness.conversation import ArrayCapture, TurnSpec, analyze_conversation
+from harness.conversation import ArrayCapture, ConversationTurn, TurnSpec, analyze_conversation
 from harness.reasons import Timeout
 from harness.rigs.base import Capture
 from harness.scenario.live import EarWatcher
@@ -84,8 +86,9 @@ def run_call(
     capture so far is saved). The first plan's `analysis` options apply to every turn;
     turns after the session ran out of capacity are not played (nor in the result).
 
-    Long on purpose: the call's whole life inside one try/finally around the rig session, so
-    every exit path saves the capture.
+    Its steps: the turns streamed one after another in one session (`_stream_turns`), the
+    evidence saved, the played turns measured as one conversation (`_played_specs`), the
+    turns written (`_write_turns`).
     """
     if not plans:
         raise ValueError("run_call needs at least one TurnPlan")
@@ -103,6 +106,55 @@ def run_call(
         for p, (stim, clip) in zip(plans, audio, strict=True)
     )  # fmt: skip
     session = rig.session(capacity_s=capacity_s)
+    states, notes, stalled, capture = _stream_turns(session, plans, audio, fs)
+    if dut is not None:
+        events += dut.drain_events()
+    paths = {
+        "capture_wav": out / "capture.wav",
+        "turns_jsonl": out / "turns.jsonl",
+        "events_jsonl": out / "events.jsonl",
+    }
+    save_evidence(capture, events, paths)
+    if stalled is not None:
+        raise TurnTimeout(
+            f"call of {len(plans)} turns: {stalled} (turn {len(states)}); is the audio server "
+            f"running? capture so far saved to {paths['capture_wav']}"
+        )
+    # Only turns whose stimulus was played are measured (a session that ran out stops early).
+    states = [st for st in states if st.phase != "settle"]
+    notes = notes[: len(states)]
+    measured = analyze_conversation(
+        ArrayCapture(capture.samples, fs),
+        _played_specs(states, audio, fs),
+        options=plans[0].analysis,
+    )
+    turns = [
+        CallTurn(
+            plan=st.plan,
+            metrics=r.metrics,
+            stimulus_at_sample=st.stim_at,
+            speech_end_sample=st.speech_end_at,
+            live_onset_sample=st.onset_at,
+            barge_in_at_sample=st.barge_at,
+            timeout=st.timeout,
+            notes=n,
+            timeout_kind=st.timeout_kind,
+        )
+        for st, r, n in zip(states, measured, notes, strict=True)
+    ]
+    _write_turns(paths["turns_jsonl"], turns, measured)
+    return CallResult(turns, capture, events, paths, time.monotonic() - t0)
+
+
+def _stream_turns(
+    session: Any,
+    plans: list[TurnPlan],
+    audio: list[tuple[np.ndarray, np.ndarray | None]],
+    fs: int,
+) -> tuple[list[_State], list[list[str]], str | None, Capture]:
+    """(each streamed turn's state, its notes, why the stream stalled or None, the capture):
+    `plans` streamed one after another in `session`, started here and always stopped, until
+    one leaves nothing more to play in it."""
     watcher = EarWatcher(fs)
     states: list[_State] = []
     notes: list[list[str]] = []
@@ -120,22 +172,14 @@ def run_call(
         stalled = str(exc)
     finally:
         capture = session.stop()
-    if dut is not None:
-        events += dut.drain_events()
-    paths = {
-        "capture_wav": out / "capture.wav",
-        "turns_jsonl": out / "turns.jsonl",
-        "events_jsonl": out / "events.jsonl",
-    }
-    save_evidence(capture, events, paths)
-    if stalled is not None:
-        raise TurnTimeout(
-            f"call of {len(plans)} turns: {stalled} (turn {len(states)}); is the audio server "
-            f"running? capture so far saved to {paths['capture_wav']}"
-        )
-    # Only turns whose stimulus was played are measured (a session that ran out stops early).
-    states = [st for st in states if st.phase != "settle"]
-    notes = notes[: len(states)]
+    return states, notes, stalled, capture
+
+
+def _played_specs(
+    states: list[_State], audio: list[tuple[np.ndarray, np.ndarray | None]], fs: int
+) -> list[TurnSpec]:
+    """The played turns as `TurnSpec`s at their known stimulus starts; a barge-in clip only
+    as far as it was played."""
     specs = []
     for st, (stim, clip) in zip(states, audio, strict=False):
         played = clip[st.clip_from :] if clip is not None and st.barge_at is not None else None
@@ -150,25 +194,12 @@ def run_call(
                 at_sample=st.stim_at,
             )
         )
-    measured = analyze_conversation(
-        ArrayCapture(capture.samples, fs), specs, options=plans[0].analysis
-    )
-    turns = [
-        CallTurn(
-            plan=st.plan,
-            metrics=r.metrics,
-            stimulus_at_sample=st.stim_at,
-            speech_end_sample=st.speech_end_at,
-            live_onset_sample=st.onset_at,
-            barge_in_at_sample=st.barge_at,
-            timeout=st.timeout,
-            notes=n,
-            timeout_kind=st.timeout_kind,
-        )
-        for st, r, n in zip(states, measured, notes, strict=True)
-    ]
-    with paths["turns_jsonl"].open("w", encoding="utf-8") as fh:
+    return specs
+
+
+def _write_turns(path: Path, turns: list[CallTurn], measured: list[ConversationTurn]) -> None:
+    """turns.jsonl: each turn's measurement with its number, timeout and notes, in order."""
+    with path.open("w", encoding="utf-8") as fh:
         for i, (t, r) in enumerate(zip(turns, measured, strict=True), start=1):
             row = {**r.to_json(), "turn": i, "timeout": t.timeout, "notes": t.notes}
             fh.write(json.dumps(row) + "\n")
-    return CallResult(turns, capture, events, paths, time.monotonic() - t0)

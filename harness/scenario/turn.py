@@ -234,8 +234,9 @@ def run_turn(
     ``result.metrics`` waits for the worker: the analysis of one turn overlaps the next
     turn's audio, and never holds this process's GIL (which the JACK callback needs).
 
-    Long on purpose: the turn's whole life inside one try/finally around the rig session, so
-    every exit path saves the capture.
+    The turn's life: the session sized for it (`_capacity_s`), streamed inside one
+    try/finally that always stops it, the evidence saved, the analysis started, the result
+    made (`_turn_result`).
     """
     t_start = time.monotonic()
     out = Path(out_dir)
@@ -247,14 +248,7 @@ def run_turn(
     events = list(dut.drain_events()) if dut is not None else []
     notes: list[str] = []
 
-    extra_s = 0.0
-    if clip is not None:
-        extra_s = len(clip) / fs + plan.answer_timeout_s + plan.max_reply_s
-    capacity_s = (
-        plan.settle_s + plan.lead_in_s + len(stim) / fs + plan.reply_timeout_s
-        + plan.max_reply_s + plan.reply_end_silence_s + extra_s + 2.0
-    )  # fmt: skip
-    session = rig.session(capacity_s=capacity_s)
+    session = rig.session(capacity_s=_capacity_s(plan, len(stim), clip, fs))
     w = EarWatcher(fs)
     st = _State(plan, fs, w)
     t_stream = time.monotonic()
@@ -287,7 +281,42 @@ def run_turn(
     job = (capture.samples, stim, fs, plan.stimulus.speech_end_s, played_clip)
     job += (plan.reply_reference, plan.analysis)
     metrics = pool.submit(*job) if pool is not None else _analyse(*job)
-    result = TurnResult(
+    result = _turn_result(name, plan, capture, metrics, st, events, paths, stream_s, dut, notes)
+    result.analysis_s = time.monotonic() - t_an
+    result.wall_s = time.monotonic() - t_start
+    if pool is None:
+        result._write_summary()
+    else:
+        pool.track(result)
+    return result
+
+
+def _capacity_s(plan: TurnPlan, stim_frames: int, clip: np.ndarray | None, fs: int) -> float:
+    """How long a turn's session must be able to record, s: every phase at its limit, 2 s
+    more."""
+    extra_s = 0.0
+    if clip is not None:
+        extra_s = len(clip) / fs + plan.answer_timeout_s + plan.max_reply_s
+    return (
+        plan.settle_s + plan.lead_in_s + stim_frames / fs + plan.reply_timeout_s
+        + plan.max_reply_s + plan.reply_end_silence_s + extra_s + 2.0
+    )  # fmt: skip
+
+
+def _turn_result(
+    name: str,
+    plan: TurnPlan,
+    capture: Capture,
+    metrics: TurnMetrics | Future[TurnMetrics],
+    st: _State,
+    events: list[dict],
+    paths: dict[str, Path],
+    stream_s: float,
+    dut: Any,
+    notes: list[str],
+) -> TurnResult:
+    """The `TurnResult` of a streamed turn (its times, wall_s and analysis_s, still 0)."""
+    return TurnResult(
         name=name,
         plan=plan,
         capture=capture,
@@ -308,13 +337,6 @@ def run_turn(
         dut_info=dict(getattr(dut, "info", {}) or {}),
         notes=notes,
     )
-    result.analysis_s = time.monotonic() - t_an
-    result.wall_s = time.monotonic() - t_start
-    if pool is None:
-        result._write_summary()
-    else:
-        pool.track(result)
-    return result
 
 
 class _State:
@@ -346,7 +368,9 @@ def _stream(
     reply's onset, schedule the barge-in, wait for the reply's end (or a limit: `st.timeout`).
 
     Long on purpose: the turn's state machine (settle, stimulus, onset, reply), one block at
-    a time.
+    a time in the capture path; a block can carry the turn through several phases (the
+    stimulus' end falls through to the onset search, the onset to the reply), so the phases
+    stay one loop over one state, with no call per block and phase.
     """
     plan, fs, w = st.plan, st.fs, st.w
     lead_frames = max(1, int(round(plan.lead_in_s * fs / w.frame)))

@@ -82,9 +82,22 @@ def hook_pipecat() -> str:
     return _version("pipecat-ai")
 
 
+def use_jack_for_sounddevice() -> None:
+    """Make the JACK host API's device sounddevice's default when a JACK server answers
+    (LiveKit's console opens the default device; on a host with ALSA too, that would not be
+    tympan's loopback)."""
+    import sounddevice as sd
+
+    jack = next((a for a in sd.query_hostapis() if a["name"] == "JACK Audio Connection Kit"), None)
+    if jack is not None and jack["default_input_device"] >= 0:
+        sd.default.device = (jack["default_input_device"], jack["default_output_device"])
+
+
 def hook_livekit() -> str:
     """Observe every AgentSession when it starts; returns livekit-agents' version."""
     from livekit.agents import AgentSession
+
+    use_jack_for_sounddevice()
 
     from device.observer.livekit import observe
 

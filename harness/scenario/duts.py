@@ -451,15 +451,6 @@ def _open_framework(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) ->
         if not proc.ready.wait(timeout_s) or not proc.ready_line:
             raise DutError(proc.failure(f"no 'tympan-observer:' line within {timeout_s:g} s"))
         url = proc.ready_line.split(":", 1)[1].strip()
-        from device.bridge import DeviceBridge
-
-        bridge = DeviceBridge(url, log_dir=log_dir / "serial")
-        bridge.open()
-        dut._closers.append(bridge.close)
-        dut.bridge = bridge
-        hello = bridge.hello
-        if hello is not None:
-            dut.info["version"] = hello.firmware_version
         # the launcher named PortAudio's client; a bot that names its own is found as the
         # one new client with ports (as for cmd:)
         found = _wait_for(
@@ -475,10 +466,34 @@ def _open_framework(spec: DutSpec, rig: Any, log_dir: Path, timeout_s: float) ->
             f"input and output ports on server {rig.server_name!r} after {timeout_s:g} s",
         )
         _wire_the_one(dut, rig, found, f"the {kind} bot", deadline)
+        # the observer answers from a thread of the bot's process: once the bot has its
+        # audio up (its imports and models loaded, which hold the GIL), it answers in time
+        dut.bridge = _open_observer_bridge(url, log_dir / "serial", proc, deadline)
+        dut._closers.append(dut.bridge.close)
+        if dut.bridge.hello is not None:
+            dut.info["version"] = dut.bridge.hello.firmware_version
     except BaseException:
         dut.close()
         raise
     return dut
+
+
+def _open_observer_bridge(url: str, log_dir: Path, proc: _Process, deadline: float) -> Any:
+    """The device bridge to a framework bot's observer, retried while the bot is busy (its
+    process holds the GIL for seconds at a time while it loads) until `deadline`."""
+    from device.bridge import DeviceBridge
+    from device.bridge.errors import DeviceTimeout
+
+    while True:
+        bridge = DeviceBridge(url, log_dir=log_dir)
+        try:
+            return bridge.open()
+        except DeviceTimeout as exc:
+            bridge.close()
+            if proc.proc.poll() is not None or time.monotonic() > deadline:
+                raise DutError(
+                    proc.failure(f"the bot's observer at {url} did not answer: {exc}")
+                ) from exc
 
 
 def _wire_the_one(dut: Dut, rig: Any, clients: list[str], what: str, deadline: float) -> None:

@@ -51,8 +51,13 @@ import time
 
 T0 = time.monotonic()
 
-# Offline at run time, before anything that could reach a hub is imported.
+# Offline at run time, before anything that could reach the network is imported. The hub
+# variables keep huggingface_hub (under faster-whisper) from looking anything up.
+# ORT_DISABLE_TELEMETRY: onnxruntime 1.32's Linux wheel has 1DS telemetry that resolves its
+# collector's host name (seen with strace: DNS connects from onnxruntime's own threads while
+# the models load); DO_NOT_TRACK does not stop it, this does.
 for _key, _value in {
+    "ORT_DISABLE_TELEMETRY": "1",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",

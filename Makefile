@@ -4,9 +4,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 # onnxruntime and the ALSA pulse plugin write under HOME: keep tests out of the real one.
+# onnxruntime also looks up its telemetry host when it loads a model: offline means off.
 SCRATCH := $(CURDIR)/.scratch
 TEST_ENV := HOME=$(SCRATCH)/home XDG_CACHE_HOME=$(SCRATCH)/cache XDG_CONFIG_HOME=$(SCRATCH)/config \
-	XDG_DATA_HOME=$(SCRATCH)/data XDG_RUNTIME_DIR=$(SCRATCH)/runtime MPLCONFIGDIR=$(SCRATCH)/mpl
+	XDG_DATA_HOME=$(SCRATCH)/data XDG_RUNTIME_DIR=$(SCRATCH)/runtime MPLCONFIGDIR=$(SCRATCH)/mpl \
+	ORT_DISABLE_TELEMETRY=1
 
 .PHONY: setup demo test lint format bench clean
 
@@ -33,7 +35,7 @@ format: setup
 test: setup lint
 	@mkdir -p $(SCRATCH)/home $(SCRATCH)/runtime && chmod 700 $(SCRATCH)/runtime
 	$(MAKE) -C device/firmware test BUILD=$(SCRATCH)/firmware
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) TYMPAN_REQUIRE_FRAMEWORKS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(TEST_ENV) $(PY) benchmarks/bench_analysis.py

@@ -70,4 +70,12 @@ if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
 else
     echo "setup: node/npm not found: skipping Allure 3; reports use tympan's own report.html"
 fi
+# The frameworks' example agents (examples/pipecat_bot, examples/livekit_agent), each in a
+# virtualenv of its own (.venv-pipecat, .venv-livekit: their dependencies are theirs, not
+# tympan's); each script is as safe to rerun as this one. TYMPAN_SKIP_FRAMEWORKS=1 skips them
+# (the framework tests then say they were skipped and why).
+if [ "${TYMPAN_SKIP_FRAMEWORKS:-0}" != "1" ]; then
+    bash scripts/setup_pipecat.sh
+    bash scripts/setup_livekit.sh
+fi
 echo "setup: ready (.venv/bin/tympan)"

@@ -91,7 +91,9 @@ def name_jack_client(name: str) -> str | None:
     if server:
         os.environ["JACK_DEFAULT_SERVER"] = server
     if "sounddevice" in sys.modules:
-        raise RuntimeError("sounddevice is already imported: PortAudio has initialised")
+        # PortAudio is up already: tympan's launcher (``--dut livekit:...``) named the client
+        # before anything of the agent ran; anyone else named it too late to matter
+        return sys.modules["sounddevice"]._libname
     libname = ctypes.util.find_library("portaudio")  # what sounddevice loads on Linux
     if libname is None:
         return None

@@ -330,6 +330,8 @@ def _dut_env(rig: Any) -> dict[str, str]:
     env["TYMPAN_JACK_SERVER"] = rig.server_name
     env["JACK_DEFAULT_SERVER"] = rig.server_name
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # offline at run time: onnxruntime looks up its telemetry host as it loads a model
+    env.setdefault("ORT_DISABLE_TELEMETRY", "1")
     return env
 
 

@@ -23,8 +23,12 @@ from tests.jack_guard import (  # noqa: F401 (autouse fixtures, shared)
 
 ROOT = Path(__file__).resolve().parents[2]
 BOTS = {
-    "pipecat": ROOT / "examples" / "pipecat_bot" / "bot.py",
-    "livekit": ROOT / "examples" / "livekit_agent" / "agent.py",
+    "pipecat": (ROOT / "examples" / "pipecat_bot" / "bot.py", "loopback"),
+    # LiveKit's console mode as it ships: it opens its streams at 24 kHz, so JACK runs at 24
+    "livekit": (
+        ROOT / "examples" / "livekit_agent" / "agent.py",
+        str(ROOT / "examples" / "livekit_agent" / "loopback-24k.toml"),
+    ),
 }
 pytestmark = [
     pytest.mark.slow,
@@ -50,7 +54,8 @@ def test_a_framework_bot_is_heard_beside_its_own_figures(kind, tmp_path):
     what the framework says, by a plausible amount (its audio output path at least, and no
     more than a few seconds)."""
     framework_python(kind)
-    settings = RunSettings(rig="loopback", dut=f"{kind}:{BOTS[kind]}", out_dir=tmp_path)
+    bot, rig = BOTS[kind]
+    settings = RunSettings(rig=rig, dut=f"{kind}:{bot}", out_dir=tmp_path)
     with HarnessSession(settings) as session:
         turns = [
             session.turn("sq01_time"),

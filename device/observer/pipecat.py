@@ -18,7 +18,7 @@ frame was pushed (the pipeline clock, mapped to host monotonic time):
 | InterimTranscriptionFrame / TranscriptionFrame | asr_partial / asr_final |
 | LLMContextFrame | llm_request |
 | first LLMTextFrame after it | llm_first_token |
-| TTSTextFrame | tts_chunk |
+| TTSTextFrame (stamped at the TTSStartedFrame before it) | tts_chunk |
 | first TTSAudioRawFrame after TTSStartedFrame | tts_first_audio |
 | BotStartedSpeakingFrame / BotStoppedSpeakingFrame | playback_start / playback_end |
 | InterruptionFrame while the bot speaks | barge_in |
@@ -86,6 +86,7 @@ class TympanObserver(UserBotLatencyObserver):
         self._interrupted = False
         self._awaiting_token = False
         self._awaiting_audio = False
+        self._tts_started_us: int | None = None
         self._latency_ms: float | None = None
         self.add_event_handler("on_latency_measured", self._on_latency)
         self.add_event_handler("on_latency_breakdown", self._on_breakdown)
@@ -130,9 +131,13 @@ class TympanObserver(UserBotLatencyObserver):
             self._awaiting_token = False
             out.emit("llm_first_token", t_us, turn=turn, text=frame.text)
         elif isinstance(frame, TTSTextFrame):
-            out.emit("tts_chunk", t_us, turn=turn, text=frame.text)
+            # Pipecat pushes a sentence's text with its audio; the chunk went to the TTS
+            # when it started synthesising that sentence
+            started, self._tts_started_us = self._tts_started_us, None
+            out.emit("tts_chunk", started or t_us, turn=turn, text=frame.text)
         elif isinstance(frame, TTSStartedFrame):
             self._awaiting_audio = True
+            self._tts_started_us = t_us
         elif isinstance(frame, TTSAudioRawFrame) and self._awaiting_audio:
             self._awaiting_audio = False
             out.emit("tts_first_audio", t_us, turn=turn)

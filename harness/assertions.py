@@ -475,7 +475,10 @@ def _device_cancel_checks(m: Any, events: list[dict[str, Any]]) -> list[Check]:
         ]
     old_turn = barges[0].get("turn")
     done = [e for e in events_named(events, "cancel_done") if e.get("turn") == old_turn]
-    if done:
+    if done and done[0].get("chunks_dropped") is None:
+        # a framework's observer knows the output let go, not what it dropped
+        msg = f"cancel_done for turn {old_turn}: the output let go of the reply"
+    elif done:
         msg = (
             f"cancel_done for turn {old_turn}: dropped {done[0].get('chunks_dropped')} "
             f"chunk(s), {done[0].get('audio_dropped_ms')} ms of audio"

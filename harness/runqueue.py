@@ -14,9 +14,10 @@ window is charged the steal of the CPU it was on (`/proc/PID/task/TID/stat`, fie
 are the host's, neither is the process's own doing.
 
 `RunQueueSampler` reads every thread of a process group every `period_s` and answers
-`starved_spans(start, end)`: the stretches (host monotonic s) during which the process's
-most-waiting thread sat on a run queue. The harness samples its own process (is a stall of
-its probe the host's?) and a DUT it started (is a lag the DUT reports the host's?).
+`starved_spans(start, end)`: the stretches (host monotonic s) during which the host kept the
+process's most-kept-back thread from running (run-queue wait, steal of its CPU). The harness
+samples its own process (is a stall of its probe the host's?) and a DUT it started (is a lag
+the DUT reports the host's?).
 """
 
 from __future__ import annotations
@@ -93,16 +94,23 @@ def _steal_ns() -> dict[int, int]:
     return steal
 
 
+STEAL_MIN_MS = 20.0
+"""Steal below this in a window is not counted: /proc/stat counts it in ticks (10 ms at
+USER_HZ 100), so one tick crossing a window's edge is noise, not a stolen CPU."""
+
+
 def lost_ms(
     before: ThreadSample, after: ThreadSample, steal: Mapping[int, int], window_ms: float
 ) -> float:
     """How long one thread was kept from running in a window by the host, ms: its run-queue
-    wait, plus the steal of its CPU (`steal`: ns in the window, by CPU) when it was running
-    or runnable in it; never more than the window."""
+    wait, plus the steal of its CPU (`steal`: ns in the window, by CPU) when it wanted a CPU
+    through the window (runnable at both ends, or running or waiting for half of it); never
+    more than the window."""
     waited = (after.wait_ns - before.wait_ns) / 1e6
-    busy = before.runnable or after.runnable or after.run_ns > before.run_ns
-    stolen = steal.get(after.cpu, 0) / 1e6 if busy else 0.0
-    return min(window_ms, waited + stolen)
+    ran = (after.run_ns - before.run_ns) / 1e6
+    wanted = (before.runnable and after.runnable) or ran + waited >= 0.5 * window_ms
+    stolen = steal.get(after.cpu, 0) / 1e6 if wanted else 0.0
+    return min(window_ms, waited + (stolen if stolen >= STEAL_MIN_MS else 0.0))
 
 
 def available() -> bool:
@@ -127,6 +135,7 @@ class RunQueueSampler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._own_tid: int | None = None
 
     def start(self) -> RunQueueSampler:
         if self._thread is None and available():
@@ -141,6 +150,8 @@ class RunQueueSampler:
             self._thread = None
 
     def _run(self) -> None:
+        # this thread is running whenever it reads its own counters: never evidence
+        self._own_tid = threading.get_native_id()
         pids, scanned = [self.pid], 0.0
         while not self._stop.is_set():
             now = time.monotonic()
@@ -166,10 +177,8 @@ class RunQueueSampler:
                 continue
             steal = {cpu: st1[cpu] - st0.get(cpu, st1[cpu]) for cpu in st1}
             window_ms = (t1 - t0) * 1000.0
-            worst_ms = max(
-                (lost_ms(th0[k], th1[k], steal, window_ms) for k in th1.keys() & th0.keys()),
-                default=0.0,
-            )
+            tids = (th1.keys() & th0.keys()) - {self._own_tid}
+            worst_ms = max((lost_ms(th0[k], th1[k], steal, window_ms) for k in tids), default=0.0)
             if worst_ms >= MIN_WAIT_MS:
                 spans.append((max(t0, t1 - worst_ms / 1000.0), t1))
         return spans

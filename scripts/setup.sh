@@ -72,8 +72,8 @@ else
 fi
 # The frameworks' example agents (examples/pipecat_bot, examples/livekit_agent), each in a
 # virtualenv of its own (.venv-pipecat, .venv-livekit: their dependencies are theirs, not
-# tympan's); each script is as safe to rerun as this one. TYMPAN_SKIP_FRAMEWORKS=1 skips them
-# (the framework tests then say they were skipped and why).
+# tympan's); each script is as safe to rerun as this one. TYMPAN_SKIP_FRAMEWORKS=1 skips them:
+# pytest then skips the framework tests, saying why; `make test` requires them (it fails).
 if [ "${TYMPAN_SKIP_FRAMEWORKS:-0}" != "1" ]; then
     bash scripts/setup_pipecat.sh
     bash scripts/setup_livekit.sh

@@ -81,6 +81,11 @@ def test_steal_of_its_cpu_is_charged_to_a_thread_that_was_running_only():
     assert runqueue.lost_ms(ran, on_other, steal, window_ms=500.0) == 5.0
     asleep = runqueue.ThreadSample(run_ns=0, wait_ns=0, runnable=False, cpu=1)
     assert runqueue.lost_ms(asleep, asleep, steal, window_ms=500.0) == 0.0
+    # a thread that woke for a moment in the window did not want the CPU through it
+    woke = runqueue.ThreadSample(run_ns=2_000_000, wait_ns=0, runnable=True, cpu=1)
+    assert runqueue.lost_ms(asleep, woke, steal, window_ms=500.0) == 0.0
+    # one 10 ms tick of steal is the counter's granularity, not a stolen CPU
+    assert runqueue.lost_ms(ran, ran_on, {1: 10_000_000}, window_ms=50.0) == 5.0
 
 
 def test_the_sampler_reads_every_thread_and_the_steal_of_every_cpu():

@@ -68,7 +68,11 @@ class StallSampler:
             frame = sys._current_frames().get(self.loop_thread_id)
             if frame is None:
                 continue
-            stack = traceback.extract_stack(frame)[-STACK_FRAMES:]
+            # innermost first, no source lines read: cheap, inside a stalled process
+            inner = traceback.StackSummary.extract(
+                traceback.walk_stack(frame), limit=STACK_FRAMES, lookup_lines=False
+            )
+            stack = list(reversed(inner))
             self._taken = (
                 tick,
                 " < ".join(f"{s.filename.rsplit('/', 2)[-1]}:{s.lineno} {s.name}" for s in stack),

@@ -79,9 +79,11 @@ class Observer:
         return self
 
     def close(self) -> None:
+        """Send what is queued (up to 2 s), then stop."""
         with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
-        self._thread.join(timeout=2.0)
+            self._queue.put(None, timeout=2.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
         self.link.close()
 
     def __enter__(self) -> Observer:

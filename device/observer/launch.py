@@ -7,11 +7,11 @@ In this order, before the bot's own code runs:
 1. PortAudio's JACK client name (``PaJack_SetClientName``, from ``--jack-name`` or the
    environment's ``TYMPAN_JACK_CLIENT``): PortAudio calls every JACK client "PortAudio"
    otherwise, and the harness wires the DUT by its client's name.
-2. The observer (`device.observer.Observer`), listening on a free localhost port; its URL is
+2. The framework's hook: every Pipecat `PipelineTask` gets a `TympanObserver` (unless the
+   bot added one); every LiveKit `AgentSession` is observed when it starts.
+3. The observer (`device.observer.Observer`), listening on a free localhost port; its URL is
    the first line on stdout, ``tympan-observer: socket://127.0.0.1:PORT``, which the harness
    opens with its device bridge.
-3. The framework's hook: every Pipecat `PipelineTask` gets a `TympanObserver` (unless the
-   bot added one); every LiveKit `AgentSession` is observed when it starts.
 4. BOT.py as ``__main__`` with ARGS as its argv (``runpy``), in this process.
 
 Runs in the framework's own virtualenv; the harness puts this package on PYTHONPATH.

@@ -12,12 +12,12 @@ session emitted the event:
 
 | AgentSession event | event |
 |---|---|
-| user_state_changed -> speaking | vad_speech_start (a new ``turn``); barge_in if the agent speaks |
+| user_state_changed -> speaking | vad_speech_start (a new ``turn``) |
 | user_state_changed speaking -> | vad_speech_end |
 | user_input_transcribed | asr_partial / asr_final |
 | agent_state_changed -> thinking | llm_request |
 | agent_state_changed -> speaking / speaking -> | playback_start / playback_end |
-| agent_state_changed speaking -> after a barge_in | cancel_done |
+| conversation_item_added, assistant, ``interrupted`` | barge_in, cancel_done (LiveKit's word) |
 
 and, per reply, LiveKit's own figures from the assistant message's ``metrics``
 (``e2e_latency``: "from when the user finished speaking to when the agent began responding")
@@ -50,33 +50,28 @@ class _SessionObserver:
         self.turn = 0
         self.agent_now = "initializing"
         self.reply_turn = 0  # the user turn the reply being spoken answers
-        self.interrupted = False
+        self.thought_for: int | None = None  # the turn the agent last started thinking for
         self.user_figures: dict[str, float] = {}
 
     def user_state(self, ev: Any) -> None:
         if ev.new_state == "speaking":
             self.turn = self.out.new_turn()
             self.out.emit("vad_speech_start", turn=self.turn)
-            if self.agent_now == "speaking" and not self.interrupted:
-                self.interrupted = True
-                self.out.emit(
-                    "barge_in", turn=self.reply_turn, new_turn=self.turn, state="speaking"
-                )
         elif ev.old_state == "speaking":
             self.out.emit("vad_speech_end", turn=self.turn)
 
     def agent_state(self, ev: Any) -> None:
         self.agent_now = ev.new_state
         if ev.new_state == "thinking":
+            self.thought_for = self.turn
             self.out.emit("llm_request", turn=self.turn, partial=False, speculative=False)
         elif ev.new_state == "speaking":
-            self.reply_turn = self.turn
-            self.out.emit("playback_start", turn=self.turn)
+            # a reply resumed after a false interruption is the same reply, not a new one
+            if self.thought_for is not None:
+                self.reply_turn, self.thought_for = self.thought_for, None
+            self.out.emit("playback_start", turn=self.reply_turn)
         if ev.old_state == "speaking" and ev.new_state != "speaking":
             self.out.emit("playback_end", turn=self.reply_turn)
-            if self.interrupted:
-                self.interrupted = False
-                self.out.emit("cancel_done", turn=self.reply_turn, merged_with_previous=False)
 
     def transcribed(self, ev: Any) -> None:
         name = "asr_final" if ev.is_final else "asr_partial"
@@ -92,18 +87,28 @@ class _SessionObserver:
                 for key, field in _USER_FIGURES.items()
                 if metrics.get(key) is not None
             }
-        elif role == "assistant" and metrics.get("e2e_latency") is not None:
-            fields: dict[str, Any] = {
-                "turn": self.turn,
-                "end_of_speech_to_playback_ms": round(float(metrics["e2e_latency"]) * 1000.0, 3),
-                "framework": "livekit",
-                "interrupted": bool(getattr(item, "interrupted", False)),
-                **self.user_figures,
-            }
-            for key, field in _ASSISTANT_FIGURES.items():
-                if metrics.get(key) is not None:
-                    fields[field] = round(float(metrics[key]) * 1000.0, 3)
-            self.out.emit("turn_summary", **fields)
+            return
+        if role != "assistant":
+            return
+        interrupted = bool(getattr(item, "interrupted", False))
+        if interrupted:
+            # LiveKit's own word that it interrupted the reply (a user who merely spoke over
+            # it, a pause that resumed, speech before the AEC warm-up ended, is not one)
+            self.out.emit("barge_in", turn=self.reply_turn, new_turn=self.turn, state="speaking")
+            self.out.emit("cancel_done", turn=self.reply_turn, merged_with_previous=False)
+        if metrics.get("e2e_latency") is None:
+            return
+        fields: dict[str, Any] = {
+            "turn": self.reply_turn,
+            "end_of_speech_to_playback_ms": round(float(metrics["e2e_latency"]) * 1000.0, 3),
+            "framework": "livekit",
+            "interrupted": interrupted,
+            **self.user_figures,
+        }
+        for key, field in _ASSISTANT_FIGURES.items():
+            if metrics.get(key) is not None:
+                fields[field] = round(float(metrics[key]) * 1000.0, 3)
+        self.out.emit("turn_summary", **fields)
 
 
 def observe(session: Any, observer: Observer | None = None) -> None:

@@ -79,7 +79,11 @@ class SocketLink:
             try:
                 conn.sendall(data)
             except OSError:
+                # a frame may be half sent: end the connection (the reader sees it close,
+                # the host reconnects), never go on after a torn frame
                 self._conn = None
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
                 return False
         return True
 
@@ -94,11 +98,8 @@ class SocketLink:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.settimeout(0.2)
             with self._lock:
-                old, self._conn = self._conn, conn
+                self._conn = conn
                 self.connections += 1
-            if old is not None:
-                with contextlib.suppress(OSError):
-                    old.close()
             if self._on_connect is not None:
                 self._on_connect()
             self._read(conn)
@@ -115,5 +116,7 @@ class SocketLink:
                 with self._lock:
                     if self._conn is conn:
                         self._conn = None
+                with contextlib.suppress(OSError):
+                    conn.close()
                 return
             self._on_data(data, time.monotonic_ns() // 1000)

@@ -19,7 +19,8 @@ ENTRY_POINT_GROUP = "tympan.duts"
 """The entry-point group DUT backends register in (pyproject.toml)."""
 
 FRAMEWORK_KINDS = ("pipecat", "livekit")
-"""Voice-agent frameworks whose bots the harness starts itself (`harness.scenario.frameworks`)."""
+"""Voice-agent frameworks whose bots the harness starts itself (`harness.scenario.duts`,
+through `device.observer.launch`)."""
 
 FRAMEWORK_ARGS: dict[str, tuple[str, ...]] = {"pipecat": (), "livekit": ("console",)}
 """A framework bot's arguments when the spec names none: a LiveKit agent runs its CLI's

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -484,15 +485,16 @@ def _open_observer_bridge(url: str, log_dir: Path, proc: _Process, deadline: flo
     """The device bridge to a framework bot's observer, retried while the bot is busy (its
     process holds the GIL for seconds at a time while it loads) until `deadline`."""
     from device.bridge import DeviceBridge
-    from device.bridge.errors import DeviceTimeout
+    from device.bridge.errors import BridgeError, DeviceTimeout
 
     while True:
         bridge = DeviceBridge(url, log_dir=log_dir)
         try:
             return bridge.open()
-        except DeviceTimeout as exc:
+        except BridgeError as exc:
             bridge.close()
-            if proc.proc.poll() is not None or time.monotonic() > deadline:
+            busy = isinstance(exc, DeviceTimeout) and proc.proc.poll() is None
+            if not busy or time.monotonic() > deadline:
                 raise DutError(
                     proc.failure(f"the bot's observer at {url} did not answer: {exc}")
                 ) from exc
@@ -529,5 +531,5 @@ def _wait_for(
 
 
 def _has_ports(rig: Any, client: str) -> bool:
-    ports = rig.client.get_ports("^" + client + ":", is_audio=True)
+    ports = rig.client.get_ports("^" + re.escape(client) + ":", is_audio=True)
     return any(p.is_input for p in ports) and any(p.is_output for p in ports)

@@ -7,8 +7,8 @@ Forms (each optionally followed by ``,serial=URL`` for a telemetry link)::
     scripted                    the sim rig's own profile DUT ([sim] dut), faster than real time
     jack:CLIENT                 an already running JACK client, wired by name (loopback)
     cmd:"COMMAND ARGS"          start COMMAND, wait for its new JACK client, wire it (loopback)
-    pipecat:BOT.py[,python=PY][,args="A B"]   a Pipecat bot, unmodified, observed (loopback)
-    livekit:AGENT.py[,python=PY][,args="A B"] a LiveKit agent (default args: console), the same
+    pipecat:BOT.py[,python=PY][,args=A B]   a Pipecat bot, unmodified, observed (loopback)
+    livekit:AGENT.py[,python=PY][,args=A B] a LiveKit agent (default args: console), the same
 
 Other backends registered under the ``tympan.duts`` entry-point group take the reference
 form: ``NAME[:KEY=VALUE,...]``.
@@ -185,9 +185,10 @@ def _parse_cmd(raw: str, rest: str) -> DutSpec:
 
 
 def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
-    """``KIND:SCRIPT[,python=PY][,args=ARGS][,serial=URL]``: a framework's bot script, the
-    Python of the framework's virtualenv (default: the one `make setup` made, see
-    `harness.scenario.duts.framework_python`) and the script's arguments (shell words)."""
+    """``KIND:SCRIPT[,python=PY][,args=ARGS]``: a framework's bot script, the Python of the
+    framework's virtualenv (default: the one `make setup` made, see
+    `harness.scenario.duts.framework_python`) and the script's arguments (shell words, no
+    commas: the spec's items are split at commas first)."""
     script, *items = [part.strip() for part in rest.split(",")]
     if not script:
         raise DutSpecError(
@@ -196,12 +197,14 @@ def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
             f"{_expected()}"
         )
     options: list[tuple[str, str]] = []
-    serial = None
     for item in items:
         key, eq, value = (x.strip() for x in item.partition("="))
-        if key == "serial" and eq and value:
-            serial = value
-        elif key in ("python", "args") and eq and value:
+        if key == "serial":
+            raise DutSpecError(
+                f"--dut {raw!r}: {kind}: takes no serial= (its telemetry comes over the "
+                f"observer tympan starts with it); {_expected()}"
+            )
+        if key in ("python", "args") and eq and value:
             options.append((key, value))
         else:
             raise DutSpecError(
@@ -219,7 +222,6 @@ def _parse_framework(raw: str, kind: str, rest: str) -> DutSpec:
         command=script,
         argv=(script, *words),
         options=tuple(options),
-        serial_url=serial,
     )
 
 

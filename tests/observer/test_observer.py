@@ -45,6 +45,6 @@ def test_the_bridge_receives_an_observers_events_on_the_host_clock(tmp_path):
 
 
 def test_an_event_the_protocol_has_no_name_for_is_counted_not_sent():
-    observer = Observer("livekit", "1.0")
-    observer.emit("no_such_event", x=1)
-    assert observer.skipped == 1
+    with Observer("livekit", "1.0").open() as observer:
+        observer.emit("no_such_event", x=1)
+        assert observer.skipped == 1

@@ -57,7 +57,6 @@ def test_a_framework_bot_is_its_script_and_arguments():
     own = parse_dut_spec("livekit:agent.py,python=/opt/lk/bin/python,args=jack --x 'a b'")
     assert own.argv == ("agent.py", "jack", "--x", "a b")
     assert own.option("python") == "/opt/lk/bin/python"
-    assert parse_dut_spec("pipecat:b.py,serial=loop://").serial_url == "loop://"
 
 
 def test_cmd_keeps_the_command_and_splits_it():
@@ -89,6 +88,7 @@ def test_cmd_keeps_the_command_and_splits_it():
         ("pipecat:", "needs the bot's script"),
         ("livekit:a.py,colour=red", "unknown option 'colour=red'"),
         ("pipecat:b.py,args='x", "cannot split args"),
+        ("pipecat:b.py,serial=loop://", "takes no serial="),
     ],
 )
 def test_bad_specs_say_what_was_expected_and_seen(text, seen):

@@ -445,8 +445,8 @@ def _after_onset(t: TurnState, onset: float) -> None:
         found["ttfa_content_ms"] = (onset - speech_end) / fs * 1000
     else:
         c_seg = Segment(content[0] * fs, content[1] * fs)
-        c_onset = blind_onset(
+        c_onset, _ = blind_onset(
             t.residual, [c_seg], t.noise_spans, fs, found.get("snr_db") or 0, y
-        ).onset
+        )
         found["content_onset_s"] = c_onset / fs
         found["ttfa_content_ms"] = (c_onset - speech_end) / fs * 1000

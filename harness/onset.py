@@ -1,10 +1,9 @@
 """Step 4 of the analysis (`harness.analysis`): the reply's onset, blind or by reference.
 
 `onset_blind` takes the reply's first sound in the leakage-free ear, refined in the noise,
-with the confidence its SNR and the softness of its start against the noise allow;
-`onset_by_reference` finds the DUT's own audio in it by correlation. Each works on the
-`TurnState` the earlier steps filled, records what it finds in it, and returns
-``(onset, confidence)`` (onset in capture samples) or raises `Refused`.
+with the confidence its SNR allows; `onset_by_reference` finds the DUT's own audio in it by
+correlation. Each works on the `TurnState` the earlier steps filled, records what it finds
+in it, and returns ``(onset, confidence)`` (onset in capture samples) or raises `Refused`.
 The pieces they use are `harness.reply`'s and `harness.bargein`'s.
 """
 
@@ -76,8 +75,7 @@ def onset_by_reference(
 
 def onset_blind(t: TurnState) -> tuple[float, float]:
     """Step 4, blind: the reply's first sound in the ear, refined in the noise, with the
-    confidence its SNR and its start's burial under the noise allow; refused when it is
-    not clearly the agent's reply or cannot be timed."""
+    confidence its SNR allows; refused when it is not clearly the agent's reply."""
     fs, opt, found = t.fs, t.opt, t.found
     assert t.act is not None and t.residual is not None
     speech_end, early, reply_segs = t.speech_end, t.early, t.reply_segs
@@ -131,21 +129,15 @@ def onset_blind(t: TurnState) -> tuple[float, float]:
             onset_snr_db = min(snr_db, 10 * math.log10(t.seg_power / residue))
     y = t.act.band
     ringing = rings_before(y, int(reply_segs[0].start), t.noise_spans, fs, floor.power)
-    got = blind_onset(t.residual, reply_segs, t.noise_spans, fs, onset_snr_db, y, ringing=ringing)
-    onset, confidence = got.onset, got.confidence
+    onset, confidence = blind_onset(
+        t.residual, reply_segs, t.noise_spans, fs, onset_snr_db, y, ringing=ringing
+    )
     found["segments"][0][0] = onset / fs  # one onset: the refined one
     if confidence < opt.min_confidence:
-        buried = (
-            ""
-            if got.buried_ms == 0
-            else "; its start is no louder than the noise's loudest moments"
-            if math.isinf(got.buried_ms)
-            else f"; about {got.buried_ms:.1f} ms of its start may lie under the noise"
-        )
         raise Refused(
             Discard.LOW_CONFIDENCE,
             f"reply onset at {t.at(onset)} is not sharp "
             f"enough to time (confidence {confidence:.2f} < {opt.min_confidence:.2f}, "
-            f"SNR {snr_db:.1f} dB{buried})",
+            f"SNR {snr_db:.1f} dB)",
         )
     return onset, confidence

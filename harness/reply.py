@@ -11,19 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from harness.signal.activity import Segment, frame_power, speech_band
-from harness.signal.bands import (
-    BandWeights,
-    Filterbank,
-    band_weights,
-    filterbank,
-    refine_boundary,
-    statistic,
-)
+from harness.signal.bands import band_weights, filterbank, refine_boundary
 from harness.signal.correlate import locate, refine_lag
 from harness.signal.decay import decay_db_per_s
 from harness.signal.drift import fit_drift
@@ -122,31 +114,6 @@ ONSET_VETO_DB = 6.0
 """A refined onset whose contrast (the 20 ms after it over the 40 ms before) is below this
 is not the start of a reply (docs/measurement.md)."""
 
-ONSET_DEPTH_DB = 60.0
-"""How far below the reply's peak its onset is traced when asking how much of it the noise
-hides (tuned on seeds 5000+, benchmarks/bench_blind_gate.py; the benchmark's truth is the
-first sample within 50 dB of the peak, and 50 here left 12 answers of 480 more than 2 ms off
-on those seeds: the onset's rise under the noise is slower than the one it shows above)."""
-ONSET_WINDOW_S = 0.003
-"""The onset's contrast: its first 3 ms against the noise's loudest 3 ms (tuned with
-ONSET_DEPTH_DB on the same seeds)."""
-STEADY_NOISE_DB = 10.0
-"""Steady noise: its loudest 3 ms within this of its mean (white and pink: 2.6-6.6 dB on
-seeds 5000+), and the 125 ms before the reply within this of the lead-in's mean power."""
-ONSET_TOLERANCE_MS = 2.0
-"""A blind onset that may have started this much earlier than it is heard gets the
-confidence a result needs (0.3); more, less (issue 17: blind answers within +-2 ms)."""
-
-
-class BlindOnset(NamedTuple):
-    """A blind onset (samples), its confidence, and how many ms of it the noise may hide
-    (0 where the noise cannot hide any of it, inf where its start is no louder than the
-    noise's loudest moments)."""
-
-    onset: float
-    confidence: float
-    buried_ms: float = 0.0
-
 
 def blind_onset(
     residual: np.ndarray,
@@ -157,8 +124,8 @@ def blind_onset(
     band: np.ndarray,
     *,
     ringing: bool = False,
-) -> BlindOnset:
-    """Onset (samples) and confidence of the first reply segment, refined in noise.
+) -> tuple[float, float]:
+    """(onset in samples, confidence) of the first reply segment, refined in noise.
 
     With a noise-only lead-in, the onset is re-timed on the SNR-weighted filterbank
     statistic (harness.signal.bands), which sees a soft onset through noise that
@@ -167,188 +134,21 @@ def blind_onset(
     remove, which grows where the fitted response ends), so what lies before the onset is
     not the noise the band weights describe, and the statistic's CUSUM took the rising
     ring for the onset (17-23 ms early, seen in RT60 0.4 s with the mouth at -10 dB).
-
-    Where the noise can hide part of the onset (`onset_depth_db` > 0: the lead-in's noise,
-    still playing before the reply) and has not stopped at the onset (`noise_stopped`: a
-    telephone line's comfort noise stops when the agent talks), the re-timing must be what
-    the noise allows (`refinement_stands`), and the confidence is at most what the onset's
-    burial under the noise allows (`buried_ms`, `burial_confidence`): docs/measurement.md,
-    "Blind confidence". Elsewhere (quiet recordings) the onset is as before.
     """
     first = reply_segs[0]
-    edge = int(first.start)
     regions = [(int(s.start), int(min(s.end, s.start + fs))) for s in reply_segs[:3]]
-    depth = onset_depth_db(band, noise_region, regions, fs, before=edge)
     fb = filterbank(fs)
     bw = None if ringing else band_weights(residual, fb, noise_region, regions)
-    onset: float = first.start
     if bw is None:
-        confidence = onset_confidence(band, edge, fs, snr_db)
-    else:
-        onset, contrast = refine_boundary(residual, edge, fb, bw, search_before_s=0.1)
-        if contrast < ONSET_VETO_DB or (
-            depth > 0
-            and not refinement_stands(residual, band, edge, int(onset), fb, bw, noise_region)
-        ):
-            # So little contrast is a bump in what precedes the reply (the noise, what the
-            # room still rings with), not its start: the broadband edge stands, with its own
-            # confidence (a tuning seed in RT60 0.4 s, leakage -10 dB, 42 dB SNR: the refined
-            # onset was 23 ms early at 5 dB contrast, the broadband edge exact at 30 dB). So
-            # it does when the noise alone could have moved the refined onset that far.
-            onset = first.start
-            confidence = onset_confidence(band, edge, fs, snr_db)
-        else:
-            confidence = blind_confidence(contrast, snr_db)
-    if depth <= 0 or noise_stopped(residual, int(onset), noise_region, fs):
-        return BlindOnset(onset, confidence)
-    buried = buried_ms(band, int(onset), noise_region, fs, depth)
-    return BlindOnset(onset, min(confidence, burial_confidence(buried)), buried)
-
-
-def _window_means(power: list[np.ndarray], width: int) -> list[np.ndarray]:
-    """Means of every `width` consecutive samples of each array (those long enough)."""
-    out = []
-    for p in power:
-        if width >= 1 and len(p) >= width:
-            c = np.concatenate(([0.0], np.cumsum(p)))
-            out.append((c[width:] - c[:-width]) / width)
-    return out
-
-
-def loudest(power: list[np.ndarray], width: int) -> float:
-    """The largest mean of `width` consecutive samples in any of the arrays (0 if none):
-    how loud the noise alone got over that long."""
-    return max((float(np.max(m)) for m in _window_means(power, width)), default=0.0)
-
-
-def quietest(power: list[np.ndarray], width: int) -> float:
-    """The smallest mean of `width` consecutive samples in any of the arrays (inf if none)."""
-    return min((float(np.min(m)) for m in _window_means(power, width)), default=math.inf)
-
-
-def onset_depth_db(
-    band: np.ndarray,
-    noise_spans: list[tuple[int, int]],
-    regions: list[tuple[int, int]],
-    fs: int,
-    *,
-    before: int | None = None,
-) -> float:
-    """How many dB of the onset's trace (down to ONSET_DEPTH_DB below the reply's peak) lie
-    below the noise's loudest ONSET_WINDOW_S, in the speech band `band`: the depth the
-    noise can hide. Negative (nothing hidden) in quiet recordings, -inf without noise
-    spans or in digital silence. `regions`: stretches of the reply (its peak is found
-    there).
-
-    The spans describe what buries the onset only if they hold steady noise, and the same
-    noise still plays before the reply (`before`: its broadband edge): it is -inf when their
-    loudest ONSET_WINDOW_S stand more than STEADY_NOISE_DB over their mean (the ring or
-    residue of earlier sound in a quiet room: 21 dB seen in a five-turn call; white and pink
-    noise 2.6-6.6 dB), or when the 125 ms that end 25 ms before `before` differ from their
-    mean power by more than that (a quiet room whose lead-in held an earlier reply's ring).
-    """
-    w = max(1, int(ONSET_WINDOW_S * fs))
-    spans = [band[a:b] ** 2 for a, b in noise_spans if b > a]
-    noise = loudest(spans, w)
-    peaks = [float(np.max(band[a:b] ** 2)) for a, b in regions if b > a]
-    mean = sum(float(np.sum(p)) for p in spans) / max(1, sum(len(p) for p in spans))
-    if noise <= 0 or mean <= 0 or not peaks:
-        return -math.inf
-    steady = 10 ** (STEADY_NOISE_DB / 10)
-    if noise > steady * mean:
-        return -math.inf  # not steady noise: the ring or residue of earlier sound
-    if before is not None:
-        local = band[max(0, before - int(0.15 * fs)) : max(0, before - int(0.025 * fs))] ** 2
-        if local.size == 0 or not 1 / steady <= float(np.mean(local)) / mean <= steady:
-            return -math.inf
-    return ONSET_DEPTH_DB - 10 * math.log10(max(max(peaks), 1e-30) / noise)
-
-
-def buried_ms(
-    band: np.ndarray, onset: int, noise_spans: list[tuple[int, int]], fs: int, depth_db: float
-) -> float:
-    """How many ms of the onset at `onset` may lie under the noise.
-
-    The onset shows its first ONSET_WINDOW_S at `level` dB over the noise's loudest moment
-    of that length; rising as it does there (about twice its mean level over the window,
-    for a rise linear in dB), it took depth_db / rise to climb through the `depth_db` dB
-    the noise hides (`onset_depth_db`). A sharp onset (a plosive, 20 dB in its first ms)
-    hides a fraction of a ms; a soft one (an /h/ a few dB over the noise) several ms,
-    the mechanism docs/measurement.md describes. An onset no louder than the noise's
-    loudest moments is inf.
-    """
-    if depth_db <= 0:
-        return 0.0
-    w = max(1, int(ONSET_WINDOW_S * fs))
-    noise = loudest([band[a:b] ** 2 for a, b in noise_spans], w)
-    start = band[onset : onset + w]
-    if noise <= 0 or start.size == 0:
-        return 0.0
-    level = 10 * math.log10(max(float(np.mean(start**2)), 1e-30) / noise)
-    if level <= 0:
-        return math.inf
-    return depth_db * (w / fs * 1000) / (2 * level)
-
-
-def burial_confidence(buried: float) -> float:
-    """0..1 from `buried_ms`: 1 when nothing can be buried, the 0.3 a result needs at
-    ONSET_TOLERANCE_MS, 0 at 1.43 times that."""
-    return float(np.clip(1.0 - 0.7 * buried / ONSET_TOLERANCE_MS, 0.0, 1.0))
-
-
-def noise_stopped(x: np.ndarray, onset: int, noise_spans: list[tuple[int, int]], fs: int) -> bool:
-    """Whether a ms of the 10 ms before `onset` in `x` (the leakage-free ear, unfiltered:
-    a filter's ring would fill the gap) is 10 dB quieter than the quietest 1 % of the noise's
-    ms in `noise_spans` (digital silence there, earlier gaps, does not count): the noise had
-    stopped there (a telephone line's comfort noise is switched off while the agent talks),
-    so it does not bury the onset. Against the median, pink noise at 16 kHz (its power
-    below 100 Hz: a ms can fall near a zero crossing) was taken for stopped noise."""
-    w = max(1, int(0.001 * fs))
-    before = np.asarray(x[max(0, onset - int(0.01 * fs)) : onset], dtype=np.float64) ** 2
-    means = _window_means([np.asarray(x[a:b], dtype=np.float64) ** 2 for a, b in noise_spans], w)
-    heard = np.concatenate(means) if means else np.zeros(0)
-    heard = heard[heard > 0]  # digital silence in the spans (earlier gaps) is no noise
-    if heard.size == 0:
-        return False
-    return quietest([before], w) < 0.1 * float(np.quantile(heard, 0.01))
-
-
-def refinement_stands(
-    x: np.ndarray,
-    band: np.ndarray,
-    edge: int,
-    onset: int,
-    fb: Filterbank,
-    bw: BandWeights,
-    noise_spans: list[tuple[int, int]],
-) -> bool:
-    """Whether the filterbank's `onset` may replace the broadband `edge` in noise.
-
-    The filterbank's statistic is dominated by narrow bands, whose noise wanders for ms at a
-    time: next to a sharp onset such an excursion made the CUSUM start the reply 2-21 ms
-    early; and a reply whose first sound lies in bands the weights neglect was re-timed
-    2-10 ms late, where the broadband edge already heard it (seeds 0..29 and 5000+, 30 dB).
-    So an earlier onset stands only if the statistic over [onset, edge) is louder than the
-    noise's loudest stretch of that length (or the noise had stopped there), and a later one
-    only if the speech band over [edge, onset) is no louder than the noise's loudest
-    stretch of that length (what the broadband edge heard there may be the noise).
-    """
-    width = abs(onset - edge)
-    if width == 0:
-        return True
-    if onset > edge:
-        heard = float(np.mean(band[edge:onset] ** 2))
-        return heard <= loudest([band[a:b] ** 2 for a, b in noise_spans], width)
-    if noise_stopped(x, onset, noise_spans, fb.sample_rate_hz):
-        return True
-    settle = int(0.05 * fb.sample_rate_hz)
-    lo = max(0, onset - settle)
-    seen = float(np.mean(statistic(x[lo:edge], fb, bw)[onset - lo :]))
-    noise = [
-        statistic(x[max(0, a - settle) : b], fb, bw)[a - max(0, a - settle) :]
-        for a, b in noise_spans
-    ]
-    return seen > loudest(noise, width)
+        return first.start, onset_confidence(band, int(first.start), fs, snr_db)
+    onset, contrast = refine_boundary(residual, int(first.start), fb, bw, search_before_s=0.1)
+    if contrast < ONSET_VETO_DB:
+        # So little contrast is a bump in what precedes the reply (the noise, what the room
+        # still rings with), not its start: the broadband edge stands, with its own
+        # confidence (a tuning seed in RT60 0.4 s, leakage -10 dB, 42 dB SNR: the refined
+        # onset was 23 ms early at 5 dB contrast, the broadband edge exact at 30 dB).
+        return first.start, onset_confidence(band, int(first.start), fs, snr_db)
+    return onset, blind_confidence(contrast, snr_db)
 
 
 def hears_mouth(ear: np.ndarray, ref: np.ndarray, lo: int, hi: int, fs: int) -> bool:
@@ -391,9 +191,7 @@ def blind_confidence(contrast_db: float, snr_db: float) -> float:
     shows up to 23 ms at 20 dB SNR, 35-60 ms at 10 dB). So the SNR (reply level over the
     noise's loud moments) sets the confidence: 22 dB -> 0, 40 dB -> 1, and a result needs
     0.3 (27.4 dB). The onset's contrast (the 20 ms after it over the 40 ms before it) only
-    vetoes: under 6 dB the "onset" is a bump in the noise, not the start of a reply. How
-    soft the onset is against the noise caps it further (`burial_confidence`, in
-    `blind_onset`).
+    vetoes: under 6 dB the "onset" is a bump in the noise, not the start of a reply.
     """
     by_snr = (snr_db - 22.0) / 18.0
     by_contrast = contrast_db / 6.0 - 0.5

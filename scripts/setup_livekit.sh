@@ -11,22 +11,8 @@ APT_PACKAGES=(libportaudio2 jackd2)
 PYTHON=${PYTHON:-python3}
 REQUIREMENTS=examples/livekit_agent/requirements.txt
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    missing+=(python3-venv)
-fi
-if ((${#missing[@]})); then
-    echo "setup_livekit: installing Debian packages: ${missing[*]}"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    export DEBIAN_FRONTEND=noninteractive
-    echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source scripts/apt_ensure.sh
+apt_ensure setup_livekit "${APT_PACKAGES[@]}"
 
 "$PYTHON" - <<'PY'
 import sys

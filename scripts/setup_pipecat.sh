@@ -15,22 +15,8 @@ VENV=.venv-pipecat
 REQ=examples/pipecat_bot/requirements.txt
 NICE=(nice -n 10) # two cores shared with other work: builds and installs run niced
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    missing+=(python3-venv python3-dev)
-fi
-if ((${#missing[@]})); then
-    echo "setup_pipecat: installing Debian packages: ${missing[*]}"
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    export DEBIAN_FRONTEND=noninteractive
-    echo "jackd2 jackd/tweak_rt_limits boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+source scripts/apt_ensure.sh
+apt_ensure setup_pipecat "${APT_PACKAGES[@]}"
 
 "$PYTHON" - <<'PY'
 import sys

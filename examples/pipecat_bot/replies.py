@@ -87,6 +87,14 @@ REPLIES: tuple[tuple[tuple[str, ...], str], ...] = (
     ),
     (("water", "plants"), "Okay, I will remind you to water the plants tonight."),
     (("beatles", "yesterday", "song"), "Now playing Yesterday by the Beatles."),
+    (
+        ("story", "long"),
+        "Once upon a time, a lighthouse keeper lived alone on a small island. Every night he "
+        "climbed the stairs, lit the lamp and watched the ships pass. One stormy evening, the "
+        "lamp went out, and he carried a lantern to the top of the rocks. A fishing boat saw "
+        "the small light and found its way home. The next morning, the whole village came to "
+        "thank him. He smiled, and went back to polishing the great lamp.",
+    ),
 )
 DEFAULT_REPLY = (
     "Sorry, I can help with the time, the weather, timers, music, reminders and simple facts."

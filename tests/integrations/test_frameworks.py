@@ -85,3 +85,23 @@ def test_a_missing_framework_python_says_how_to_make_it(monkeypatch):
     monkeypatch.setenv("TYMPAN_LIVEKIT_PYTHON", "/nowhere/lk")
     with pytest.raises(DutError, match=r"at /nowhere/lk; .*environment variable"):
         find("livekit", None)
+
+
+def test_the_pipecat_examples_reply_table_is_the_reference_agents():
+    """examples/pipecat_bot/replies.py is a copy (the bot knows nothing of tympan), so that its
+    answers carry the corpus's reply keywords: it must stay the reference agent's table."""
+    import importlib.util
+
+    from device.agent.engines import llm
+
+    path = ROOT / "examples" / "pipecat_bot" / "replies.py"
+    spec = importlib.util.spec_from_file_location("pipecat_bot_replies", path)
+    assert spec is not None and spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy.REPLIES == llm.REPLIES
+    assert copy.QUIET_PHRASES == llm.QUIET_PHRASES
+    assert copy.DEFAULT_REPLY == llm.DEFAULT_REPLY
+    for said in ("How tall is Mount Everest?", "Stop.", "Remind me to hold on at 5", "hmm"):
+        assert copy.scripted_reply(said) == llm.scripted_reply(said), said
+        assert copy.tokenize(copy.scripted_reply(said)) == llm.tokenize(llm.scripted_reply(said))
